@@ -1,0 +1,3 @@
+from denas.cli import main
+
+raise SystemExit(main())
