@@ -15,7 +15,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
 Structure = dict[str, Any]
@@ -44,6 +43,7 @@ class SearchSpace(ABC):
 
     def __init__(self, overrides: Mapping[str, Any] | None = None):
         self.config = self._merge_config(dict(overrides or {}))
+        self.check_config()
 
     # ----- configuration -------------------------------------------------------------------
     def _merge_config(self, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -54,9 +54,20 @@ class SearchSpace(ABC):
                 f"unknown key for space '{self.name}'; allowed keys: {sorted(self.DEFAULTS)}",
             )
         config = copy.deepcopy(dict(self.DEFAULTS))
-        config.update(self.presets().get(overrides.pop("preset", None) or "", {}))
+        preset = overrides.pop("preset", None)
+        if preset is not None:
+            if preset not in self.presets():
+                raise StructureError(
+                    "searchSpace.preset",
+                    f"unknown preset {preset!r} for space '{self.name}'; choose one of {sorted(self.presets())}",
+                )
+            config.update(copy.deepcopy(self.presets()[preset]))
         config.update(copy.deepcopy(overrides))
         return config
+
+    def check_config(self) -> None:
+        """Raise StructureError(``searchSpace.<key>``, ...) if the merged configuration is unusable."""
+        return None
 
     @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
@@ -79,7 +90,13 @@ class SearchSpace(ABC):
     def validate(self, structure: Structure) -> None:
         """Raise StructureError naming the offending key and its allowed values."""
 
-    # ----- models ------------------------------------------------------------------------
+    # ----- models ----
+    # Every built module returns logits (or log-probs for ``task == "ctc"``) from ``forward`` and
+    # exposes ``forward_features(inputs)``: the feature map before pooling / the head.  ``inputs``
+    # is whatever ``example_inputs`` returns first: one tensor, or for ``bert`` a dict of tensors
+    # (``input_ids``, ``attention_mask``, ``token_type_ids``).  Calling convention for every
+    # space: ``model(inputs)`` -- one positional argument, a tensor or that dict.  (The bert
+    # wrapper also accepts ``model(**inputs)`` and a bare ``input_ids`` tensor.)--------------------------------------------------------------------
     @abstractmethod
     def build(self, structure: Structure) -> nn.Module: ...
 
@@ -115,6 +132,63 @@ class SearchSpace(ABC):
         return structure
 
 
+# ----- helpers shared by the spaces' declarative choice tables ---------------------------------
+def expand_choices(value: Any, key: str) -> list[Any]:
+    """A choice table entry is a list of values or an inclusive ``{"min", "max", "step"}`` range."""
+    if isinstance(value, Mapping):
+        if set(value) - {"min", "max", "step"} or not {"min", "max"} <= set(value):
+            raise StructureError(
+                f"searchSpace.{key}",
+                f"a range needs integer 'min' and 'max' (and optional 'step'), got {dict(value)}",
+            )
+        lo, hi, step = value["min"], value["max"], value.get("step", 1)
+        if not all(_is_int(v) for v in (lo, hi, step)) or step <= 0 or lo > hi:
+            raise StructureError(
+                f"searchSpace.{key}", f"range needs integers with min <= max and step > 0, got {dict(value)}"
+            )
+        return list(range(lo, hi + 1, step))
+    if isinstance(value, (list, tuple)) and value:
+        return list(value)
+    raise StructureError(
+        f"searchSpace.{key}", f"expected a non-empty list of choices or a range, got {value!r}"
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(config: Mapping[str, Any], key: str, lo: int = 1, hi: int | None = None) -> int:
+    """The fixed integer ``config[key]``, checked to lie in ``[lo, hi]``."""
+    value = config[key]
+    if not _is_int(value) or value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise StructureError(f"searchSpace.{key}", f"must be an integer {bound}, got {value!r}")
+    return value
+
+
+def check_int_choices(
+    config: Mapping[str, Any], key: str, lo: int = 1, hi: int | None = None, multiple_of: int = 1
+) -> list[int]:
+    """The expanded integer choices of ``config[key]``, each checked to lie in ``[lo, hi]``."""
+    values = expand_choices(config[key], key)
+    for v in values:
+        if not _is_int(v) or v < lo or (hi is not None and v > hi) or v % multiple_of:
+            bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            extra = f" and a multiple of {multiple_of}" if multiple_of > 1 else ""
+            raise StructureError(
+                f"searchSpace.{key}", f"every choice must be an integer {bound}{extra}, got {v!r}"
+            )
+    return sorted(set(values))
+
+
+def check_choice(key: str, value: Any, allowed: list[Any]) -> None:
+    """Raise a StructureError naming ``key`` unless ``value`` is one of ``allowed`` (same type too)."""
+    same_type = any(type(value) is type(a) for a in allowed)
+    if not same_type or value not in allowed:
+        raise StructureError(key, f"{value!r} is not allowed; choose one of {allowed}")
+
+
 _REGISTRY: dict[str, Callable[..., SearchSpace]] = {}
 
 
@@ -142,4 +216,3 @@ def names() -> list[str]:
 
 def param_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
