@@ -15,6 +15,7 @@ from denas.spaces.base import StructureError, param_count
 # (space, overrides for fast builds, samples checked analytically, samples built and run)
 CASES = [
     ("nb201", {"preset": "tiny"}, 300, 30),
+    ("cnn", {"preset": "tiny"}, 300, 30),
 ]
 SPACES = [case[0] for case in CASES]
 

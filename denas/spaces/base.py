@@ -134,7 +134,10 @@ class SearchSpace(ABC):
 
 # ----- helpers shared by the spaces' declarative choice tables ---------------------------------
 def expand_choices(value: Any, key: str) -> list[Any]:
-    """A choice table entry is a list of values or an inclusive ``{"min", "max", "step"}`` range."""
+    """A choice table entry: a list of values, an inclusive ``{"min", "max", "step"}`` range, or one
+    fixed value."""
+    if isinstance(value, (int, float, str)):
+        return [value]
     if isinstance(value, Mapping):
         if set(value) - {"min", "max", "step"} or not {"min", "max"} <= set(value):
             raise StructureError(
@@ -216,3 +219,21 @@ def names() -> list[str]:
 
 def param_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def step_choice(rng: random.Random, value: Any, choices: list[Any]) -> Any:
+    """A different value from ``choices``: a nearby one for ordered numbers, any other otherwise.
+
+    Local steps keep evolutionary search from jumping across a wide range (a 16..512 channel
+    range has 63 values) while still reaching every value over a few generations.
+    """
+    others = [c for c in choices if c != value]
+    if not others:
+        return value
+    numeric = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices)
+    if not numeric or value not in choices:
+        return rng.choice(others)
+    ordered = sorted(choices)
+    i = ordered.index(value)
+    j = min(max(i + rng.choice([-2, -1, 1, 2]), 0), len(ordered) - 1)
+    return ordered[j] if j != i else rng.choice(others)
