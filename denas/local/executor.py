@@ -1,0 +1,329 @@
+"""Run a DeNASJob on this machine: processes instead of pods, a directory instead of a PVC.
+
+The executor mirrors the operator step for step: `search.replicas` search processes (torch.distributed
+over loopback, rank 0 runs the strategy) write `search/result.json`; then `training.replicas` torchrun
+"nodes" with the PyTorchJob environment contract train the chosen structure into `train/`. Each step is
+skipped when its output already exists, and each step resumes from its own checkpoints, so
+interrupting `denas run` and running it again continues where it stopped.
+
+Layout of the output directory::
+
+    DIR/status.json        the status the operator would write into the CR
+    DIR/result.json        the search's result (best structures, Pareto front)
+    DIR/search/            search checkpoints, history.jsonl, plots
+    DIR/train/             training checkpoints, metrics.json, model.pt, history
+    DIR/logs/              one log per process
+    DIR/report.html        one self-contained page with every plot
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from denas import status as st
+from denas.job import Job
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+class StepFailed(RuntimeError):
+    """A search or training process exited non-zero; the message carries its last log lines."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class LocalRun:
+    job: Job
+    job_file: Path
+    out: Path
+    on_progress: Progress = lambda kind, event: None
+    status: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        for sub in ("search", "train", "logs"):
+            (self.out / sub).mkdir(exist_ok=True)
+        previous = self.out / "status.json"
+        self.status = json.loads(previous.read_text()) if previous.exists() else {}
+        self.status.setdefault("conditions", [])
+        self.status["observedGeneration"] = self.job.manifest["metadata"].get("generation", 1)
+        self.status.setdefault("startTime", st.now())
+        self.status["resultRef"] = {"path": str((self.out / "result.json").resolve())}
+
+    # ----- status ---------------------------------------------------------------------------
+    def condition(self, type_: str, ok: bool, reason: str, message: str = "") -> None:
+        self.status["conditions"] = st.set_condition(
+            self.status["conditions"], type_, ok, reason, message, self.status["observedGeneration"]
+        )
+        self.save_status()
+
+    def save_status(self) -> None:
+        self.status["phase"] = st.phase(self.status["conditions"])
+        tmp = self.out / "status.json.tmp"
+        tmp.write_text(json.dumps(self.status, indent=2) + "\n")
+        os.replace(tmp, self.out / "status.json")
+
+    # ----- the job --------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        try:
+            result = self.search()
+            if self.job.spec["training"]["enabled"]:
+                self.train(result)
+        except StepFailed as exc:
+            self.condition(st.FAILED, True, exc.reason, str(exc))
+            self.status["completionTime"] = st.now()
+            self.save_status()
+            raise
+        self.condition(st.SUCCEEDED, True, "JobSucceeded", self._success_message())
+        self.status["completionTime"] = st.now()
+        self.save_status()
+        return self.status
+
+    def _success_message(self) -> str:
+        training = self.status.get("training", {})
+        if "metric" in training:
+            return (
+                f"best structure trained: {training.get('metricName', 'metric')} = {training['metric']:.4f}"
+            )
+        return "search finished; training disabled"
+
+    # ----- search ---------------------------------------------------------------------------
+    def search(self) -> dict[str, Any]:
+        spec = self.job.spec
+        result_file = self.out / "search" / "result.json"
+        if not result_file.exists():
+            replicas = spec["search"]["replicas"]
+            self.condition(st.SEARCH_RUNNING, True, "SearchStarted", f"{replicas} local search process(es)")
+            port = free_port()
+            threads = max(1, available_cpus() // replicas)
+            procs = []
+            for rank in range(replicas):
+                env = {
+                    "RANK": str(rank),
+                    "WORLD_SIZE": str(replicas),
+                    "LOCAL_RANK": str(rank),
+                    "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": str(port),
+                    "OMP_NUM_THREADS": str(threads),
+                }
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "denas",
+                    "search",
+                    str(self.job_file),
+                    "--out",
+                    str(self.out / "search"),
+                ]
+                cmd.append("--resume")
+                procs.append(self._spawn(cmd, env, f"search-{rank}", watch=rank == 0))
+            self._wait(procs, "SearchFailed", "search")
+            if not result_file.exists():
+                raise StepFailed("SearchFailed", f"the search exited 0 but wrote no {result_file}")
+        result = json.loads(result_file.read_text())
+        shutil.copyfile(result_file, self.out / "result.json")
+        self.status["bestStructures"] = st.best_structures(result, spec["search"]["topK"])
+        best = result["best"][0]["scores"]["de_score"] if result.get("best") else None
+        self.status["search"] = {
+            **self.status.get("search", {}),
+            "generations": spec["search"]["generations"],
+            "evaluated": result.get("evaluated", self.status.get("search", {}).get("evaluated")),
+            "bestScore": best,
+        }
+        self.status["conditions"] = st.set_condition(
+            self.status["conditions"],
+            st.SEARCH_RUNNING,
+            False,
+            "SearchFinished",
+            "",
+            self.status["observedGeneration"],
+        )
+        self.condition(
+            st.SEARCH_SUCCEEDED,
+            True,
+            "SearchSucceeded",
+            f"{len(result.get('best', []))} best structures; best DE-Score {best}",
+        )
+        return result
+
+    # ----- training -------------------------------------------------------------------------
+    def train(self, result: dict[str, Any]) -> None:
+        spec = self.job.spec["training"]
+        metrics_file = self.out / "train" / "metrics.json"
+        if not metrics_file.exists():
+            from denas.train.envvars import torchrun_command, torchrun_env
+
+            nnodes, nproc = spec["replicas"], spec["nprocPerNode"]
+            self.status["training"] = {"active": nnodes, "succeeded": 0, "failed": 0}
+            self.condition(
+                st.TRAINING_RUNNING, True, "TrainingStarted", f"{nnodes} node(s) x {nproc} process(es)"
+            )
+            port = free_port()
+            threads = max(1, available_cpus() // (nnodes * nproc))
+            train_args = [
+                str(self.job_file),
+                "--structure",
+                str(self.out / "search" / "result.json"),
+                "--out",
+                str(self.out / "train"),
+            ]
+            procs = []
+            for node in range(nnodes):
+                env = torchrun_env(self.job.name, None, node, nnodes, nproc, port, master_addr="127.0.0.1")
+                env["OMP_NUM_THREADS"] = str(threads)
+                cmd = torchrun_command(
+                    self.job.name,
+                    None,
+                    node,
+                    nnodes,
+                    nproc,
+                    port,
+                    master_addr="127.0.0.1",
+                    train_args=train_args,
+                    rendezvous_timeout=120,
+                )
+                procs.append(self._spawn(cmd, env, f"train-{node}", watch=node == 0))
+            try:
+                self._wait(procs, "TrainingFailed", "training")
+            finally:
+                self.status["training"]["active"] = 0
+            if not metrics_file.exists():
+                raise StepFailed("TrainingFailed", f"training exited 0 but wrote no {metrics_file}")
+        metrics = json.loads(metrics_file.read_text())
+        self.status["training"] = {
+            **self.status.get("training", {}),
+            "active": 0,
+            "succeeded": spec["replicas"],
+            "failed": 0,
+            "epoch": metrics.get("epochs", metrics.get("epoch")),
+            "metric": metrics["metric"],
+            "metricName": metrics["metric_name"],
+        }
+        self.status["conditions"] = st.set_condition(
+            self.status["conditions"],
+            st.TRAINING_RUNNING,
+            False,
+            "TrainingFinished",
+            "",
+            self.status["observedGeneration"],
+        )
+        self.condition(
+            st.TRAINING_SUCCEEDED,
+            True,
+            "TrainingSucceeded",
+            f"{metrics['metric_name']} = {metrics['metric']:.4f}",
+        )
+
+    # ----- processes ------------------------------------------------------------------------
+    def _spawn(
+        self, cmd: list[str], env: dict[str, str], name: str, watch: bool
+    ) -> tuple[str, subprocess.Popen, IO]:
+        log = open(self.out / "logs" / f"{name}.log", "a")  # noqa: SIM115 - closed in _wait
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            cmd,
+            env=full_env,
+            stdout=subprocess.PIPE if watch else log,
+            stderr=log,
+            text=True,
+            cwd=os.getcwd(),
+        )
+        return name, proc, log
+
+    def _wait(self, procs: list[tuple[str, subprocess.Popen, IO]], reason: str, what: str) -> None:
+        """Relay the watched process's JSON lines as progress; fail fast when any process fails."""
+        watched = next(p for _, p, _ in procs if p.stdout is not None)
+        log0 = procs[0][2]
+        try:
+            for line in watched.stdout:
+                log0.write(line)
+                log0.flush()
+                event = _json_line(line)
+                if event is not None:
+                    self._progress(what, event)
+                failed = [(n, p) for n, p, _ in procs if p.poll() not in (None, 0)]
+                if failed:
+                    break
+            deadline = time.monotonic() + 3600
+            while any(p.poll() is None for _, p, _ in procs):
+                if any(p.poll() not in (None, 0) for _, p, _ in procs) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        finally:
+            bad = [(n, p.poll()) for n, p, _ in procs if p.poll() not in (None, 0)]
+            # A failed process (or an interrupt): stop its peers instead of letting them wait on
+            # collectives. SIGTERM lets them finish writing their checkpoint.
+            if bad or any(p.poll() is None for _, p, _ in procs):
+                for _, p, _ in procs:
+                    if p.poll() is None:
+                        p.terminate()
+                for _, p, _ in procs:
+                    try:
+                        p.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+            for _, _, log in procs:
+                log.close()
+        if bad:
+            name, code = bad[0]
+            tail = _tail(self.out / "logs" / f"{name}.log")
+            raise StepFailed(
+                reason, f"{what} process {name} exited with code {code}; last log lines:\n{tail}"
+            )
+
+    def _progress(self, what: str, event: dict[str, Any]) -> None:
+        with open(self.out / "logs" / f"{what}-events.jsonl", "a") as f:
+            f.write(json.dumps(event) + "\n")
+        if what == "search" and "generation" in event:
+            self.status["search"] = {**self.status.get("search", {}), **st.search_progress(event)}
+            self.save_status()
+        elif what == "training" and "epoch" in event:
+            self.status["training"] = {**self.status.get("training", {}), **st.training_progress(event)}
+            self.save_status()
+        self.on_progress(what, event)
+
+
+def _json_line(line: str) -> dict[str, Any] | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

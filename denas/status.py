@@ -1,0 +1,117 @@
+"""The DeNASJob status object, built the same way by the operator and by `denas run`.
+
+Pure functions over plain dicts (no kopf, no torch): conditions in the Kubernetes
+`metav1.Condition` shape, a list keyed by type and always written whole; `phase` is derived from
+the conditions (a printer-column convenience, never the source of truth).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+# Condition types, in the order a job goes through them.
+SEARCH_RUNNING = "SearchRunning"
+SEARCH_SUCCEEDED = "SearchSucceeded"
+TRAINING_RUNNING = "TrainingRunning"
+TRAINING_SUCCEEDED = "TrainingSucceeded"
+SUSPENDED = "Suspended"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+
+# etcd objects are limited to ~1.5 MiB: the status never carries more than this many structures.
+MAX_BEST_STRUCTURES = 50
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]],
+    type_: str,
+    status: bool | str,
+    reason: str,
+    message: str = "",
+    observed_generation: int | None = None,
+    timestamp: str | None = None,
+) -> list[dict[str, Any]]:
+    """A new list with `type_` set; lastTransitionTime only moves when the status flips."""
+    value = status if isinstance(status, str) else ("True" if status else "False")
+    out = [dict(c) for c in conditions if c.get("type") != type_]
+    previous = next((c for c in conditions if c.get("type") == type_), None)
+    changed = previous is None or previous.get("status") != value
+    condition = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": (timestamp or now()) if changed else previous["lastTransitionTime"],
+    }
+    if observed_generation is not None:
+        condition["observedGeneration"] = observed_generation
+    out.append(condition)
+    order = [
+        SEARCH_RUNNING,
+        SEARCH_SUCCEEDED,
+        TRAINING_RUNNING,
+        TRAINING_SUCCEEDED,
+        SUSPENDED,
+        SUCCEEDED,
+        FAILED,
+    ]
+    return sorted(out, key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
+
+
+def condition_is_true(conditions: Sequence[Mapping[str, Any]], type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
+
+
+def phase(conditions: Sequence[Mapping[str, Any]]) -> str:
+    """Pending, Searching, Training, Succeeded, Failed or Suspended."""
+    for type_, name in ((FAILED, "Failed"), (SUCCEEDED, "Succeeded"), (SUSPENDED, "Suspended")):
+        if condition_is_true(conditions, type_):
+            return name
+    if condition_is_true(conditions, TRAINING_RUNNING):
+        return "Training"
+    if condition_is_true(conditions, SEARCH_RUNNING) or condition_is_true(conditions, SEARCH_SUCCEEDED):
+        return "Searching"
+    return "Pending"
+
+
+def best_structures(result: Mapping[str, Any], top_k: int) -> list[dict[str, Any]]:
+    """result.json's best list, bounded and in the status' camelCase shape."""
+    out = []
+    for rank, entry in enumerate(result.get("best", [])[: min(top_k, MAX_BEST_STRUCTURES)]):
+        scores = entry.get("scores", {})
+        item = {
+            "rank": rank,
+            "hash": entry.get("hash"),
+            "structure": copy.deepcopy(entry.get("structure")),
+            "params": entry.get("params"),
+            "flops": entry.get("flops"),
+            "latencyMs": entry.get("latency_ms"),
+            "deScore": scores.get("de_score"),
+            "scores": {k: v for k, v in scores.items() if isinstance(v, int | float)},
+        }
+        out.append({k: v for k, v in item.items() if v is not None})
+    return out
+
+
+def search_progress(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A search progress event (JSON line / ConfigMap key) in the status' `search` shape."""
+    mapping = {
+        "generation": "generation",
+        "generations": "generations",
+        "evaluated": "evaluated",
+        "best_score": "bestScore",
+    }
+    return {dst: event[src] for src, dst in mapping.items() if event.get(src) is not None}
+
+
+def training_progress(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A training progress event in the status' `training` shape (epoch, metric, metricName)."""
+    mapping = {"epoch": "epoch", "metric": "metric", "metric_name": "metricName"}
+    return {dst: event[src] for src, dst in mapping.items() if event.get(src) is not None}
