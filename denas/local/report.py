@@ -211,6 +211,14 @@ pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; }}
 <pre>{html.escape(json.dumps(best, indent=2))}</pre>
 <h2>Conditions</h2>
 <table><tr><th>type</th><th>status</th><th>reason</th><th>message</th></tr>{conditions}</table>
+<script>
+// Lets a headless browser (and the test suite) confirm every plot decoded.
+window.addEventListener("load", () => {{
+  const imgs = Array.from(document.images);
+  document.body.dataset.imagesLoaded = imgs.filter((i) => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.images = imgs.length;
+}});
+</script>
 </body></html>
 """
     path = out / "report.html"
