@@ -16,6 +16,7 @@ from denas.spaces.base import StructureError, param_count
 CASES = [
     ("nb201", {"preset": "tiny"}, 300, 30),
     ("cnn", {"preset": "tiny"}, 300, 30),
+    ("vit", {"preset": "tiny"}, 300, 30),
 ]
 SPACES = [case[0] for case in CASES]
 

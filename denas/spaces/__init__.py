@@ -1,7 +1,7 @@
 """Search spaces: `denas.spaces.get(name, overrides)` is a registry lookup."""
 
 # Importing a space module registers it. Each module's top holds its table of choices.
-from denas.spaces import cnn, nb201  # noqa: E402,F401  (registration side effect)
+from denas.spaces import cnn, nb201, vit  # noqa: E402,F401  (registration side effect)
 from denas.spaces.base import SearchSpace, Structure, StructureError, get, names, register
 
 try:  # optional extras: `bert` needs transformers, `asr` needs torchaudio
