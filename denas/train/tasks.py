@@ -1,0 +1,116 @@
+"""What "loss" and "metric" mean for each kind of data: classification or CTC speech recognition.
+
+A task turns model outputs and targets into a loss, and into additive counts (so ranks can sum
+them) from which the metric is computed once at the end of an evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def logits_of(outputs: Any) -> torch.Tensor:
+    """Models may return a tensor, a tuple (logits first) or a dict / ModelOutput with ``logits``."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, dict) or hasattr(outputs, "keys"):
+        return outputs["logits"]
+    if isinstance(outputs, (tuple, list)):
+        return outputs[0]
+    raise TypeError(f"model returned {type(outputs).__name__}; expected a tensor of logits")
+
+
+class ClassificationTask:
+    metric_name = "accuracy"
+    higher_is_better = True
+
+    def loss(self, outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits_of(outputs).float(), targets)
+
+    def counts(self, outputs: Any, targets: torch.Tensor) -> list[float]:
+        """[correct, total]"""
+        pred = logits_of(outputs).argmax(dim=-1)
+        return [float((pred == targets).sum()), float(targets.numel())]
+
+    def metric(self, counts: list[float]) -> float:
+        return counts[0] / max(counts[1], 1.0)
+
+
+class CTCTask:
+    """Per-frame logits ``(B, T', V)`` against label sequences; blank is id 0; metric WER (lower is better)."""
+
+    metric_name = "wer"
+    higher_is_better = False
+
+    def __init__(self, alphabet: str):
+        self.alphabet = alphabet  # id i+1 is alphabet[i]; 0 is the CTC blank
+
+    @staticmethod
+    def output_lengths(logits: torch.Tensor, input_lengths: torch.Tensor, frames: int) -> torch.Tensor:
+        """Frames the model emitted per utterance: padded lengths scaled by its subsampling."""
+        t_out = logits.shape[1]
+        lengths = torch.ceil(input_lengths.double() * t_out / max(frames, 1)).long()
+        return lengths.clamp(1, t_out)
+
+    def loss(self, outputs: Any, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = logits_of(outputs).float()
+        log_probs = logits.log_softmax(dim=-1).transpose(0, 1)  # (T', B, V) as ctc_loss wants
+        out_lengths = self.output_lengths(logits, targets["input_lengths"], int(targets["frames"]))
+        return F.ctc_loss(
+            log_probs,
+            targets["labels"],
+            out_lengths,
+            targets["label_lengths"],
+            blank=0,
+            reduction="mean",
+            zero_infinity=True,
+        )
+
+    def decode(self, logits: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """Greedy CTC decoding: best id per frame, merge repeats, drop blanks."""
+        best = logits.argmax(dim=-1)
+        texts = []
+        for row, n in zip(best.tolist(), lengths.tolist()):
+            chars, prev = [], 0
+            for i in row[:n]:
+                if i != prev and i != 0:
+                    chars.append(self.alphabet[i - 1] if i - 1 < len(self.alphabet) else "")
+                prev = i
+            texts.append(" ".join("".join(chars).split()))
+        return texts
+
+    def counts(self, outputs: Any, targets: dict[str, Any]) -> list[float]:
+        """[word edits, reference words]"""
+        logits = logits_of(outputs)
+        lengths = self.output_lengths(logits, targets["input_lengths"], int(targets["frames"]))
+        edits = words = 0
+        for hyp, ref in zip(self.decode(logits, lengths), targets["texts"]):
+            ref_words = ref.split()
+            edits += edit_distance(hyp.split(), ref_words)
+            words += len(ref_words)
+        return [float(edits), float(words)]
+
+    def metric(self, counts: list[float]) -> float:
+        return counts[0] / max(counts[1], 1.0)
+
+
+def edit_distance(a: list[str], b: list[str]) -> int:
+    """Levenshtein distance between two word sequences."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        cur = [i]
+        for j, y in enumerate(b, start=1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def task_for(kind: str, info: dict[str, Any]) -> ClassificationTask | CTCTask:
+    if kind == "classification":
+        return ClassificationTask()
+    if kind == "ctc":
+        return CTCTask(info["alphabet"])
+    raise ValueError(f"unknown task kind {kind!r}; expected 'classification' or 'ctc'")
