@@ -1,0 +1,75 @@
+"""`denas search JOB.yaml --out DIR [--resume]`: the search a search pod (or `denas run`) runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from denas.search.config import SearchConfig, SearchError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", help="DeNASJob manifest (YAML or JSON)")
+    parser.add_argument(
+        "--out", required=True, help="result directory (result.json, history.jsonl, plots, checkpoint)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the search checkpointed in --out (starts fresh when there is no checkpoint yet)",
+    )
+    parser.add_argument(
+        "--progress-file", help="JSON file replaced atomically with the latest progress event"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads of this rank (default: CPUs available / LOCAL_WORLD_SIZE)"
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=1800.0,
+        help="seconds any rank waits for the others (joining, or one generation's scoring) before failing",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument(
+        "--scorer",
+        help="score with 'package.module:callable' instead of denas.scores (tests and benchmarks)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from denas.job import JobValidationError, load_job
+    from denas.search.evaluator import load_scorer
+    from denas.search.runner import run_search
+
+    try:
+        job = load_job(args.job)
+        config = SearchConfig.from_spec(job.spec)
+        if args.threads is not None and args.threads < 1:
+            raise SearchError(f"--threads: Invalid value: {args.threads}: must be >= 1")
+        if args.dist_timeout <= 0:
+            raise SearchError(f"--dist-timeout: Invalid value: {args.dist_timeout}: must be > 0")
+        result = run_search(
+            config,
+            args.out,
+            resume=args.resume,
+            scorer=load_scorer(args.scorer),
+            threads=args.threads,
+            dist_timeout_s=args.dist_timeout,
+            progress_file=args.progress_file,
+            plots=not args.no_plots,
+        )
+    except (JobValidationError, SearchError, FileNotFoundError) as e:
+        print(f"denas search: error: {e}", file=sys.stderr)
+        return 2
+    if result is not None:
+        best = result["best"][0] if result["best"] else None
+        summary = {
+            "out": args.out,
+            "evaluated": result["evaluated"],
+            "best_hash": best and best["hash"],
+            "best_score": best and best["fitness"],
+        }
+        print(json.dumps(summary))
+    return 0

@@ -1,0 +1,155 @@
+"""Scoring one candidate: analytic size, DE-Score and measured latency, as one JSON record.
+
+A candidate's score depends only on its structure and the search's settings, never on which rank
+scored it or what was scored before: the weights are initialised from a seed derived from the
+structure's hash, and every candidate sees the same synthetic batch (seeded by the search seed).
+
+A *scorer* is any callable ``scorer(space, structure, seed, config) -> (scores, latency_ms)``
+where ``scores`` holds ``"de_score"`` and every component; `DeNASScorer` (the default) uses
+`denas.scores`.  Tests and benchmarks plug in cheap ones (``denas search --scorer module:attr``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from denas.search.config import SearchConfig, SearchError
+
+Scorer = Callable[[Any, dict, int, SearchConfig], tuple[dict[str, float], float | None]]
+
+
+def candidate_seed(structure_hash: str, search_seed: int) -> int:
+    """The seed of one candidate's weight initialisation: a function of its hash and the search seed."""
+    return (int(structure_hash, 16) ^ (search_seed * 0x9E3779B1)) % (2**31 - 1)
+
+
+class DeNASScorer:
+    """The real scorer: `denas.scores.score_model` on a synthetic batch + `measure_latency`."""
+
+    def __init__(self, measure: bool = True):
+        self.measure = measure
+
+    def __call__(
+        self, space: Any, structure: dict, seed: int, config: SearchConfig
+    ) -> tuple[dict, float | None]:
+        import torch
+
+        from denas.scores import score_model
+
+        score_cfg = config.score
+        weights = {k: v for k, v in (score_cfg.get("weights") or {}).items() if k != "latency"}
+        torch.manual_seed(seed)
+        model = space.build(structure)
+        inputs, targets = space.example_inputs(score_cfg.get("batchSize", 16), seed=config.seed)
+        scores = score_model(
+            model,
+            inputs,
+            targets,
+            proxies=score_cfg.get("proxies") or None,
+            weights=weights or config.domain,
+            seed=seed,
+        )
+        latency = self.latency(space, structure, config, model=model) if self.measure else None
+        return {k: float(v) for k, v in scores.items()}, latency
+
+    def latency(self, space: Any, structure: dict, config: SearchConfig, model: Any = None) -> float:
+        import torch
+
+        from denas.scores import measure_latency
+
+        lat_cfg = config.score.get("latency") or {}
+        if model is None:
+            torch.manual_seed(0)
+            model = space.build(structure)
+        inputs, _ = space.example_inputs(lat_cfg.get("batchSize", 1), seed=config.seed)
+        result = measure_latency(
+            model,
+            inputs,
+            threads=lat_cfg.get("threads", 1),
+            warmup=lat_cfg.get("warmup", 3),
+            repeats=lat_cfg.get("repeats", 10),
+            ipex=config.ipex,
+            bf16=config.bf16,
+        )
+        return float(result.median_ms)
+
+
+def load_scorer(path: str | None) -> Scorer:
+    """``None`` -> the real scorer; ``"package.module:attr"`` -> that callable (or class, instantiated)."""
+    if not path:
+        return DeNASScorer()
+    module_name, _, attr = path.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr or "scorer")
+    except (ImportError, AttributeError) as e:
+        raise SearchError(
+            f"--scorer: cannot load {path!r} ({e}); expected 'package.module:callable'"
+        ) from None
+    return obj() if isinstance(obj, type) else obj
+
+
+class Evaluator:
+    """Turns structures into scored records. Holds no per-candidate state."""
+
+    def __init__(self, space: Any, config: SearchConfig, scorer: Scorer | None = None):
+        self.space = space
+        self.config = config
+        self.scorer = scorer or DeNASScorer()
+
+    def evaluate(self, structure: dict) -> dict[str, Any]:
+        space, config = self.space, self.config
+        h = space.hash(structure)
+        start = time.perf_counter()
+        scores, latency = self.scorer(space, structure, candidate_seed(h, config.seed), config)
+        record = make_record(
+            structure,
+            h,
+            params=space.count_params(structure),
+            flops=space.count_flops(structure),
+            latency_ms=latency,
+            scores=scores,
+            config=config,
+        )
+        record["score_s"] = round(time.perf_counter() - start, 4)
+        return record
+
+
+def make_record(
+    structure: dict,
+    structure_hash: str,
+    params: int,
+    flops: int,
+    latency_ms: float | None,
+    scores: dict[str, float],
+    config: SearchConfig,
+) -> dict[str, Any]:
+    """One scored candidate. ``fitness`` is what the strategies maximise:
+    de_score - weights.latency * ln(latency_ms) (a doubling of latency always costs the same)."""
+    de = scores.get("de_score")
+    if de is None:
+        raise SearchError(f"the scorer returned no 'de_score' (got keys {sorted(scores)})")
+    feasible, violation = True, None
+    fitness: float | None = float(de)
+    if not math.isfinite(de):
+        feasible, violation, fitness = False, "score: de_score is not finite", None
+    elif config.latency_weight and latency_ms is not None:
+        fitness = float(de) - config.latency_weight * math.log(max(latency_ms, 1e-6))
+    limit = config.constraints.max_latency_ms
+    if limit is not None and latency_ms is not None and latency_ms > limit:
+        feasible = False
+        violation = f"spec.constraints.maxLatencyMs: measured {latency_ms:.3f} ms > {limit} ms"
+    return {
+        "hash": structure_hash,
+        "structure": structure,
+        "params": int(params),
+        "flops": int(flops),
+        "latency_ms": None if latency_ms is None else round(float(latency_ms), 6),
+        "scores": {k: (float(v) if math.isfinite(v) else None) for k, v in scores.items()},
+        "fitness": fitness,
+        "feasible": feasible,
+        "violation": violation,
+    }

@@ -1,0 +1,108 @@
+"""Progress of a search: a tqdm bar on a TTY, JSON lines otherwise, plus optional mirrors.
+
+Mirrors: a callback (``on_event``), a JSON file atomically replaced on every event
+(``--progress-file``, what an operator sidecar or the local executor reads), and, when
+``DENAS_RESULT_CONFIGMAP`` is set, the pod's ConfigMap reporter from `denas.kube_report`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from denas.search.checkpoint import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def kube_reporter() -> Any:
+    """The ConfigMap reporter when running in a search pod, else None."""
+    if not os.environ.get("DENAS_RESULT_CONFIGMAP"):
+        return None
+    try:
+        from denas.kube_report import reporter_from_env
+    except ImportError:
+        log.warning("DENAS_RESULT_CONFIGMAP is set but denas.kube_report is not installed; not reporting")
+        return None
+    return reporter_from_env()
+
+
+def _call(reporter: Any, names: tuple[str, ...], payload: dict[str, Any]) -> None:
+    for name in names:
+        method = getattr(reporter, name, None)
+        if callable(method):
+            try:
+                method(payload)
+            except Exception as e:  # noqa: BLE001 - reporting must never kill the search
+                log.warning("progress reporter %s failed: %s", name, e)
+            return
+
+
+def _summary(event: dict[str, Any]) -> dict[str, Any]:
+    """Log lines stay short: the result event names the best candidate, not the whole archive."""
+    if event["event"] != "result":
+        return event
+    result = event["result"]
+    best = result["best"][0] if result["best"] else {}
+    return {
+        "event": "result",
+        "evaluated": result["evaluated"],
+        "generations": result["generations"],
+        "best_hash": best.get("hash"),
+        "best_score": best.get("fitness"),
+        "elapsed_s": result["elapsed_s"],
+    }
+
+
+class Progress:
+    def __init__(
+        self,
+        generations: int,
+        stream: TextIO | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        progress_file: str | Path | None = None,
+        reporter: Any = None,
+        bar: bool | None = None,
+    ):
+        self.generations = generations
+        self.stream = stream or sys.stderr
+        self.on_event = on_event
+        self.progress_file = Path(progress_file) if progress_file else None
+        self.reporter = reporter
+        use_bar = self.stream.isatty() if bar is None else bar
+        self.bar = None
+        if use_bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=generations, desc="search", unit="gen", file=self.stream)
+
+    def event(self, event: dict[str, Any]) -> None:
+        if self.bar is not None:
+            if event["event"] == "generation":
+                self.bar.n = event["generation"]
+                self.bar.set_postfix(
+                    best=f"{event['best_score']:.4g}" if event["best_score"] is not None else "-",
+                    evaluated=event["evaluated"],
+                )
+                self.bar.refresh()
+        else:
+            self.stream.write(json.dumps(_summary(event)) + "\n")
+            self.stream.flush()
+        if self.progress_file is not None:
+            atomic_write_json(self.progress_file, event)
+        if self.on_event is not None:
+            self.on_event(event)
+        if self.reporter is not None:
+            if event["event"] == "result":
+                _call(self.reporter, ("result", "report_result"), event["result"])
+            else:
+                _call(self.reporter, ("progress", "report_progress"), event)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,260 @@
+"""The search loop: ask the strategy, score the new candidates (on every rank), tell, checkpoint.
+
+Rank 0 owns the strategy, the archive of every scored candidate and the output directory; other
+ranks only score.  After every generation the whole state (strategy with its RNG and optuna
+study, archive, curve, elapsed time) is checkpointed atomically, so a kill loses at most the
+generation in flight, and the score cache means even that generation's finished candidates are
+not scored again.  A resumed search reaches the same result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from denas.search import checkpoint as ckpt
+from denas.search.config import SearchConfig, SearchError
+from denas.search.constraints import LatencyPredictor, check_satisfiable, make_admit
+from denas.search.distributed import DistributedPool, LocalPool, default_threads, world_from_env
+from denas.search.evaluator import Evaluator, Scorer
+from denas.search.progress import Progress
+from denas.search.strategies import Context, create, rank_records
+from denas.search.surrogate import make_surrogate_rank
+
+log = logging.getLogger(__name__)
+
+PUBLIC_FIELDS = ("structure", "hash", "params", "flops", "latency_ms", "scores", "fitness", "generation")
+
+
+def hardware_fingerprint() -> dict[str, Any]:
+    try:
+        from denas.scores import hardware_fingerprint as fingerprint
+    except ImportError:
+        import torch
+
+        return {"machine": platform.machine(), "processor": platform.processor(), "torch": torch.__version__}
+    result = fingerprint()
+    return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+
+
+def load_space(config: SearchConfig) -> Any:
+    from denas import spaces
+
+    try:
+        return spaces.get(config.domain, config.search_space)
+    except ValueError as e:  # StructureError names "searchSpace.<key>" or "domain"
+        raise SearchError(f"spec.{e}") from None
+
+
+def prepare_out_dir(out_dir: Path, resume: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SearchError(f"--out {out_dir}: exists and is not a directory")
+    if out_dir.exists() and any(out_dir.iterdir()) and not resume:
+        raise SearchError(
+            f"--out {out_dir}: the directory is not empty; pass --resume to continue the search "
+            "checkpointed there, or choose an empty (or new) directory"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def pareto_front(records: list[dict], objectives: tuple[str, ...]) -> list[dict]:
+    """Non-dominated records: ``fitness`` is maximised, every other objective minimised."""
+
+    def vec(r: dict) -> tuple[float, ...]:
+        out = []
+        for key in objectives:
+            value = r.get(key)
+            if key == "latency_ms" and value is None:
+                value = r["flops"]  # unmeasured: FLOPs stand in for latency
+            out.append(-float(value) if key == "fitness" else float(value))
+        return tuple(out)
+
+    points = [(vec(r), r) for r in records]
+    front = []
+    for p, r in points:
+        dominated = any(all(a <= b for a, b in zip(q, p)) and q != p for q, _ in points)
+        if not dominated:
+            front.append(r)
+    return sorted(front, key=lambda r: (-r["fitness"], r["hash"]))
+
+
+def public(record: dict) -> dict:
+    return {k: record.get(k) for k in PUBLIC_FIELDS}
+
+
+def run_search(
+    config: SearchConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    scorer: Scorer | None = None,
+    threads: int | None = None,
+    dist_timeout_s: float = 1800.0,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    progress_file: str | Path | None = None,
+    progress: Progress | None = None,
+    plots: bool = True,
+) -> dict[str, Any] | None:
+    """Run (or resume) a search; rank 0 returns the result dict, other ranks return None."""
+    import torch
+
+    config.check()
+    out_dir = Path(out_dir)
+    space = load_space(config)
+    rank, world = world_from_env()
+    torch.set_num_threads(threads or default_threads())
+    evaluator = Evaluator(space, config, scorer)
+    if world > 1:
+        pool: Any = DistributedPool(evaluator.evaluate, rank, world, dist_timeout_s)
+        if rank != 0:
+            try:
+                pool.serve()
+            finally:
+                pool.close()
+            return None
+    else:
+        pool = LocalPool(evaluator.evaluate)
+    try:
+        return _coordinate(
+            config, out_dir, resume, space, evaluator, pool, on_event, progress_file, progress, plots
+        )
+    except BaseException as e:
+        if isinstance(pool, DistributedPool):
+            pool.abort(str(e))
+        raise
+    finally:
+        pool.close()
+
+
+def _coordinate(config, out_dir, resume, space, evaluator, pool, on_event, progress_file, progress, plots):
+    prepare_out_dir(out_dir, resume)
+    hardware = hardware_fingerprint()
+    cache = ckpt.ScoreCache(
+        out_dir / ckpt.CACHE, f"{config.score_key()}:{json.dumps(hardware, sort_keys=True)}"
+    )
+    state = ckpt.load_checkpoint(out_dir) if resume else None
+    if state is None:
+        latency_of = getattr(evaluator.scorer, "latency", None)
+        check_satisfiable(
+            space, config, (lambda s: latency_of(space, s, config)) if callable(latency_of) else None
+        )
+        state = {"strategy": create(config), "archive": {}, "curve": [], "elapsed_s": 0.0, "history_size": 0}
+        state["config"] = config.to_json()
+        (out_dir / ckpt.HISTORY).write_text("")
+    else:
+        _check_same_config(state, config, out_dir)
+        with open(out_dir / ckpt.HISTORY, "r+b") as f:  # drop lines of the generation that was lost
+            f.truncate(state["history_size"])
+    strategy, archive, curve = state["strategy"], state["archive"], state["curve"]
+    progress = progress or Progress(config.generations, on_event=on_event, progress_file=progress_file)
+    started = time.monotonic() - state["elapsed_s"]
+    c = config.constraints
+
+    while strategy.generation < config.generations:
+        generation = strategy.generation
+        predictor = None
+        if c.max_latency_ms is not None:
+            predictor = LatencyPredictor((r["flops"], r["latency_ms"]) for r in archive.values())
+        ctx = Context(
+            space=space,
+            config=config,
+            admit=make_admit(space, c, predictor),
+            archive=archive,
+            surrogate_rank=make_surrogate_rank(space, archive, config.seed) if config.surrogate else None,
+        )
+        structures = strategy.ask(ctx)
+        hashes = [space.hash(s) for s in structures]
+        todo: dict[str, dict] = {}
+        for s, h in zip(structures, hashes):
+            if h not in archive and cache.get(h) is None:
+                todo.setdefault(h, s)
+        for record in pool.map(list(todo.values()), on_record=cache.put):
+            cache.put(record)
+        lines = []
+        for h in hashes:
+            if h not in archive:
+                archive[h] = {**cache.get(h), "generation": generation, "index": len(archive)}
+                lines.append(json.dumps({"event": "candidate", **archive[h]}))
+        strategy.tell(ctx, [archive[h] for h in hashes])
+        best = rank_records(list(archive.values()))[:1]
+        best_score = best[0]["fitness"] if best and best[0]["feasible"] else None
+        event = {
+            "event": "generation",
+            "generation": strategy.generation,
+            "generations": config.generations,
+            "evaluated": len(archive),
+            "new": len(lines),
+            "best_score": best_score,
+            "elapsed_s": round(time.monotonic() - started, 3),
+        }
+        if getattr(strategy, "parent_log", None):
+            event["parents"] = sorted({h for g, ps in strategy.parent_log if g == generation for h in ps})
+        if ctx.rejected:
+            event["rejected"] = dict(ctx.rejected)
+        curve.append({k: event[k] for k in ("generation", "evaluated", "best_score")})
+        lines.append(json.dumps(event))
+        with open(out_dir / ckpt.HISTORY, "a") as f:
+            f.write("".join(line + "\n" for line in lines))
+        state.update(elapsed_s=event["elapsed_s"], history_size=(out_dir / ckpt.HISTORY).stat().st_size)
+        ckpt.save_checkpoint(out_dir, state)
+        progress.event(event)
+
+    result = build_result(config, strategy, archive, hardware, time.monotonic() - started)
+    ckpt.atomic_write_json(out_dir / ckpt.RESULT, result)
+    if plots:
+        _plot(out_dir, config, curve, archive, result)
+    progress.event({"event": "result", "result": result})
+    progress.close()
+    return result
+
+
+def _check_same_config(state: dict, config: SearchConfig, out_dir: Path) -> None:
+    old = state.get("config") or {}
+    new = config.to_json()
+    if old and old != new:
+        diff = sorted(
+            f"spec.{section}" for section in set(old) | set(new) if old.get(section) != new.get(section)
+        )
+        raise SearchError(
+            f"--resume: the checkpoint in {out_dir} belongs to a search with different settings "
+            f"({', '.join(diff)} changed); resume with the same manifest or use a new --out directory"
+        )
+
+
+def build_result(
+    config: SearchConfig, strategy: Any, archive: dict, hardware: dict, elapsed_s: float
+) -> dict:
+    feasible = [r for r in archive.values() if r["feasible"] and r["fitness"] is not None]
+    ranked = rank_records(feasible)
+    front = pareto_front(feasible, strategy.objectives())
+    return {
+        "best": [public(r) for r in ranked[: config.top_k]],
+        "pareto": [public(r) for r in front],
+        "pareto_objectives": list(strategy.objectives()),
+        "domain": config.domain,
+        "strategy": config.strategy,
+        "seed": config.seed,
+        "evaluated": len(archive),
+        "infeasible": len(archive) - len(feasible),
+        "generations": strategy.generation,
+        "hardware": hardware,
+        "elapsed_s": round(elapsed_s, 3),
+        "config": config.to_json(),
+    }
+
+
+def _plot(out_dir: Path, config: SearchConfig, curve: list, archive: dict, result: dict) -> None:
+    from denas.search.plots import plot_curve, plot_pareto
+
+    title = f"{config.domain} / {config.strategy} (seed {config.seed})"
+    try:
+        plot_curve(curve, out_dir / "search_curve.png", title)
+        feasible = [r for r in archive.values() if r["feasible"] and r["fitness"] is not None]
+        plot_pareto(feasible, result["pareto"], out_dir / "pareto.png", title)
+    except Exception as e:  # noqa: BLE001 - a figure must never lose a finished search
+        log.warning("could not draw the search plots: %s", e)
