@@ -17,6 +17,7 @@ CASES = [
     ("nb201", {"preset": "tiny"}, 300, 30),
     ("cnn", {"preset": "tiny"}, 300, 30),
     ("vit", {"preset": "tiny"}, 300, 30),
+    ("bert", {"preset": "tiny"}, 300, 10),
 ]
 SPACES = [case[0] for case in CASES]
 
@@ -67,6 +68,18 @@ def test_mutation_and_crossover_stay_valid_and_leave_parents_untouched(case):
     assert changed >= n // 4  # mutation actually moves through the space
 
 
+def test_meta_built_default_models_match_analytic_params(case):
+    # shapes only, so the default (full-size) configuration can be checked for many samples
+    space, n, _ = case
+    space = spaces.get(space.name)
+    rng = random.Random(6)
+    for _ in range(n // 6):
+        s = space.sample(rng)
+        with torch.device("meta"):
+            model = space.build(s)
+        assert param_count(model) == space.count_params(s), s
+
+
 def test_built_models_match_analytic_params_and_produce_outputs(case):
     space, _, n = case
     rng = random.Random(2)
@@ -81,7 +94,7 @@ def test_built_models_match_analytic_params_and_produce_outputs(case):
         assert out.shape[0] == 2 and torch.isfinite(out).all()
         assert isinstance(feats, torch.Tensor) and feats.shape[0] == 2
         if space.task == "classification":
-            assert out.shape == (2, space.config["num_classes"])
+            assert out.shape == (2, space.num_outputs)
             assert targets.shape == (2,) and targets.dtype == torch.long
 
 

@@ -65,6 +65,11 @@ class SearchSpace(ABC):
         config.update(copy.deepcopy(overrides))
         return config
 
+    @property
+    def num_outputs(self) -> int:
+        """Width of the logits' last dimension: classes, labels, or the CTC vocabulary."""
+        return int(self.config["num_classes"])
+
     def check_config(self) -> None:
         """Raise StructureError(``searchSpace.<key>``, ...) if the merged configuration is unusable."""
         return None
