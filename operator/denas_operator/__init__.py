@@ -1,0 +1,1 @@
+"""The DeNAS kopf operator."""

@@ -1,0 +1,91 @@
+"""`denas-operator`: run the DeNASJob operator (kopf) with metrics, liveness and peering."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+EPILOG = """\
+examples:
+  denas-operator --all-namespaces --peering denas-operator        # HA: several replicas, one acts
+  denas-operator -n team-a -n team-b --standalone --metrics-port 9090
+RBAC: see operator/denas_operator/RBAC.md (or the Helm chart) for the verbs the operator needs.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="denas-operator",
+        description="Kubernetes operator for DeNASJobs (denasjobs.denas.io): runs the search pods, "
+        "then the training pods, and reports progress in the job's status and in Prometheus.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch this namespace (repeatable; glob patterns like 'team-*' work)",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (cluster-wide)"
+    )
+    p.add_argument(
+        "--metrics-port", type=int, default=8080, help="Prometheus /metrics port (0 disables; default 8080)"
+    )
+    p.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8081/healthz",
+        metavar="URL",
+        help="liveness endpoint for the kubelet's probe ('' disables; default %(default)s)",
+    )
+    peer = p.add_mutually_exclusive_group()
+    peer.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="kopf peering object shared by the replicas; only the highest-priority one acts "
+        "(needs the kopf peering CRDs, shipped by the Helm chart)",
+    )
+    peer.add_argument("--standalone", action="store_true", help="no peering: the only replica (default)")
+    p.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.namespace and not args.all_namespaces:
+        print("denas-operator: pass --namespace/-n NS (repeatable) or --all-namespaces", file=sys.stderr)
+        return 2
+    import kopf
+
+    from . import handlers
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("kubernetes").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+        logging.getLogger("kopf.objects").setLevel(
+            logging.WARNING
+        )  # one INFO line per handler call otherwise
+    handlers.RUNTIME.metrics_port = args.metrics_port or None
+    kopf.run(
+        clusterwide=args.all_namespaces,
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness or None,
+        peering_name=args.peering,
+        standalone=not args.peering,
+        priority=args.priority,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

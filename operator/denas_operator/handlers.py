@@ -1,0 +1,150 @@
+"""kopf wiring: thin handlers that feed the Reconciler; all decisions live in reconcile.py.
+
+Triggers (all level-based, all converge on `Reconciler.trigger(namespace, job)`):
+- every watch event of a DeNASJob (create, spec edit, status write, resume after a restart);
+- every event of a child Pod / ConfigMap (pods change phase, pods report progress);
+- a timer per job, so deadlines and TTLs fire and nothing waits on a missed event.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from . import metrics as M
+from . import names as n
+from .kube import Kube, Reconciler
+
+log = logging.getLogger(__name__)
+
+CHILD = {n.LABEL_JOB: kopf.PRESENT}
+TIMER_INTERVAL_S = 5.0
+
+
+class Runtime:
+    """Process-wide state created at start-up (the kopf memo)."""
+
+    reconciler: Reconciler | None = None
+    metrics_port: int | None = 8080
+
+
+RUNTIME = Runtime()
+
+
+def _reconciler() -> Reconciler:
+    if RUNTIME.reconciler is None:
+        RUNTIME.reconciler = Reconciler(Kube(), M.JobMetrics())
+    return RUNTIME.reconciler
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = "denas.io/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="denas.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="denas.io", key="last-handled-configuration"
+    )
+    # Server-side watch timeouts make every stream end and re-list regularly, so a watch silently
+    # stuck behind a load balancer costs at most a few minutes.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 16
+    _configure_client()
+    _reconciler()
+    if RUNTIME.metrics_port:
+        M.serve(RUNTIME.metrics_port)
+        log.info("metrics on :%d/metrics", RUNTIME.metrics_port)
+
+
+def _configure_client() -> None:
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    cfg = client.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = 32  # reconciles of many jobs run concurrently
+    client.Configuration.set_default(cfg)
+
+
+# ----- indexes: the children of every job, fed by watches (no GETs per reconcile) -------------
+
+
+@kopf.index("pods", labels=CHILD)
+def pods_by_job(namespace: str, name: str, labels: dict, meta: dict, status: dict, **_: Any) -> dict:
+    pod = {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "annotations": dict(meta.get("annotations") or {}),
+            "deletionTimestamp": meta.get("deletionTimestamp"),
+        },
+        "status": dict(status),
+    }
+    return {(namespace, labels[n.LABEL_JOB]): pod}
+
+
+@kopf.index("configmaps", labels=CHILD)
+def configmaps_by_job(namespace: str, name: str, labels: dict, meta: dict, body: kopf.Body, **_: Any) -> dict:
+    cm = {
+        "metadata": {"name": name, "annotations": dict(meta.get("annotations") or {})},
+        # The spec ConfigMap's text is never read back (its hash annotation says enough).
+        "data": {} if labels.get(n.LABEL_ROLE) == n.ROLE_SPEC else dict(body.get("data") or {}),
+    }
+    return {(namespace, labels[n.LABEL_JOB]): cm}
+
+
+@kopf.index("services", labels=CHILD)
+def services_by_job(namespace: str, name: str, labels: dict, **_: Any) -> dict:
+    return {(namespace, labels[n.LABEL_JOB]): name}
+
+
+def _attach(
+    pods_by_job: kopf.Index, configmaps_by_job: kopf.Index, services_by_job: kopf.Index
+) -> Reconciler:
+    rec = _reconciler()
+    rec.pods, rec.configmaps, rec.services = pods_by_job, configmaps_by_job, services_by_job
+    return rec
+
+
+# ----- triggers --------------------------------------------------------------------------------
+
+
+@kopf.on.event(n.GROUP, n.VERSION, n.PLURAL)
+async def job_event(event: dict, body: kopf.Body, namespace: str, name: str, uid: str, **kwargs: Any) -> None:
+    rec = _attach(kwargs["pods_by_job"], kwargs["configmaps_by_job"], kwargs["services_by_job"])
+    if event.get("type") == "DELETED":
+        rec.forget(namespace, name, uid)
+        return
+    rec.jobs[(namespace, name)] = dict(body)
+    await rec.trigger(namespace, name)
+
+
+@kopf.on.event("pods", labels=CHILD)
+@kopf.on.event("configmaps", labels=CHILD)
+async def child_event(namespace: str, labels: dict, **kwargs: Any) -> None:
+    rec = _attach(kwargs["pods_by_job"], kwargs["configmaps_by_job"], kwargs["services_by_job"])
+    await rec.trigger(namespace, labels[n.LABEL_JOB])
+
+
+@kopf.timer(n.GROUP, n.VERSION, n.PLURAL, interval=TIMER_INTERVAL_S, initial_delay=TIMER_INTERVAL_S)
+async def periodic(namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
+    rec = _attach(kwargs["pods_by_job"], kwargs["configmaps_by_job"], kwargs["services_by_job"])
+    rec.jobs.setdefault((namespace, name), dict(body))
+    await rec.trigger(namespace, name)
+
+
+@kopf.on.delete(n.GROUP, n.VERSION, n.PLURAL)
+async def job_deleted(namespace: str, name: str, uid: str, **kwargs: Any) -> None:
+    """Owner references let the garbage collector remove the children; the pods go right away
+    so their CPUs free up before the collector gets to them."""
+    rec = _attach(kwargs["pods_by_job"], kwargs["configmaps_by_job"], kwargs["services_by_job"])
+    for pod in list(kwargs["pods_by_job"].get((namespace, name), [])):
+        await rec.kube.delete_pod(namespace, pod["metadata"]["name"])
+    rec.forget(namespace, name, uid)

@@ -1,0 +1,340 @@
+"""The operator's side effects: observe a job's children, apply a Decision, write the status.
+
+The observed state comes from kopf's watch-fed indexes (no GETs per reconcile); this module
+patches over their lag: pods it just created count as present, pods it just deleted as
+terminating, and the status it last wrote wins over a job body that predates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from denas import status as S
+
+from . import metrics as M
+from . import names as n
+from .reconcile import BLOCKED, Decision, Observed, decide
+
+log = logging.getLogger(__name__)
+
+LAG_GRACE_S = 30.0  # how long a create/delete is trusted over the watch caches
+API_TIMEOUT_S = 20
+
+
+def merge_patch(old: Any, new: Any) -> Any:
+    """RFC 7386 merge patch turning `old` into `new` (None means: nothing to change)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return None if old == new else new
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif isinstance(value, dict) and isinstance(old[key], dict):
+            sub = merge_patch(old[key], value)
+            if sub:
+                patch[key] = sub
+        elif old[key] != value:
+            patch[key] = value
+    return patch
+
+
+class Forbidden(Exception):
+    """The operator's ServiceAccount lacks a permission (HTTP 403)."""
+
+
+class Kube:
+    """Thin async wrappers over the official client; 409 on create and 404 on delete are success."""
+
+    def __init__(self, api: client.ApiClient | None = None) -> None:
+        self.api = api or client.ApiClient()
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self._kubeflow: tuple[float, bool] | None = None
+        self._pvcs: dict[tuple[str, str], tuple[float, bool]] = {}
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, _request_timeout=API_TIMEOUT_S, **kwargs)
+
+    async def create(self, obj: dict[str, Any]) -> None:
+        ns, kind = obj["metadata"]["namespace"], obj["kind"]
+        try:
+            if kind == "Pod":
+                await self._call(self.core.create_namespaced_pod, ns, obj)
+            elif kind == "Service":
+                await self._call(self.core.create_namespaced_service, ns, obj)
+            elif kind == "ConfigMap":
+                await self._call(self.core.create_namespaced_config_map, ns, obj)
+            elif kind == "PyTorchJob":
+                await self._call(
+                    self.custom.create_namespaced_custom_object, "kubeflow.org", "v1", ns, "pytorchjobs", obj
+                )
+            else:
+                raise ValueError(f"unsupported child kind {kind}")
+        except ApiException as exc:
+            if exc.status == 409:
+                return
+            if exc.status == 403:
+                raise Forbidden(f"create {kind.lower()}s in namespace {ns}") from exc
+            raise
+
+    async def replace_configmap(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        try:
+            await self._call(self.core.patch_namespaced_config_map, meta["name"], meta["namespace"], obj)
+        except ApiException as exc:
+            if exc.status == 403:
+                raise Forbidden(f"patch configmaps in namespace {meta['namespace']}") from exc
+            if exc.status != 404:
+                raise
+
+    async def clear_keys(self, namespace: str, name: str, keys: list[str]) -> None:
+        try:
+            await self._call(
+                self.core.patch_namespaced_config_map, name, namespace, {"data": dict.fromkeys(keys)}
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(self.core.delete_namespaced_pod, name, namespace)
+        except ApiException as exc:
+            if exc.status == 403:
+                raise Forbidden(f"delete pods in namespace {namespace}") from exc
+            if exc.status != 404:
+                raise
+
+    async def delete_pytorchjob(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(
+                self.custom.delete_namespaced_custom_object,
+                "kubeflow.org",
+                "v1",
+                namespace,
+                "pytorchjobs",
+                name,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def get_pytorchjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._call(
+                self.custom.get_namespaced_custom_object, "kubeflow.org", "v1", namespace, "pytorchjobs", name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def kubeflow_installed(self) -> bool:
+        now = time.monotonic()
+        if self._kubeflow and now - self._kubeflow[0] < 30:
+            return self._kubeflow[1]
+        try:
+            ext = client.ApiextensionsV1Api(self.api)
+            await self._call(ext.read_custom_resource_definition, "pytorchjobs.kubeflow.org")
+            found = True
+        except ApiException as exc:
+            if exc.status not in (404, 403):
+                raise
+            found = False
+        self._kubeflow = (now, found)
+        return found
+
+    async def pvc_missing(self, namespace: str, claim: str) -> bool:
+        now = time.monotonic()
+        cached = self._pvcs.get((namespace, claim))
+        if cached and now - cached[0] < 10:
+            return cached[1]
+        try:
+            await self._call(self.core.read_namespaced_persistent_volume_claim, claim, namespace)
+            missing = False
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            missing = True
+        self._pvcs[(namespace, claim)] = (now, missing)
+        return missing
+
+    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            n.GROUP,
+            n.VERSION,
+            namespace,
+            n.PLURAL,
+            name,
+            {"status": patch},
+        )
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(
+                self.custom.delete_namespaced_custom_object, n.GROUP, n.VERSION, namespace, n.PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+class Reconciler:
+    """One reconcile at a time per job; triggers arriving meanwhile coalesce into one more pass."""
+
+    def __init__(self, kube: Kube, job_metrics: M.JobMetrics) -> None:
+        self.kube = kube
+        self.metrics = job_metrics
+        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pods: Any = {}
+        self.configmaps: Any = {}
+        self.services: Any = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._statuses: dict[str, dict[str, Any]] = {}  # uid -> status last written
+        self._created: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._deleted: dict[tuple[str, str], float] = {}
+
+    def forget(self, namespace: str, name: str, uid: str | None) -> None:
+        self.jobs.pop((namespace, name), None)
+        self._locks.pop((namespace, name), None)
+        if uid:
+            self._statuses.pop(uid, None)
+        self.metrics.forget(namespace, name)
+
+    async def trigger(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        if lock.locked():
+            self._dirty.add(key)
+            return
+        async with lock:
+            for _ in range(5):  # bounded: a flapping child must not pin the event loop
+                self._dirty.discard(key)
+                body = self.jobs.get(key)
+                if body is None:
+                    return
+                await self._reconcile_timed(body)
+                if key not in self._dirty:
+                    return
+
+    async def _reconcile_timed(self, body: dict[str, Any]) -> None:
+        started = time.monotonic()
+        try:
+            await self.reconcile(body)
+        except Forbidden as exc:
+            M.RECONCILE_ERRORS.labels(reason="Forbidden").inc()
+            log.error("forbidden: %s", exc)
+        except ApiException as exc:
+            M.RECONCILE_ERRORS.labels(reason=f"HTTP{exc.status}").inc()
+            log.warning(
+                "API error while reconciling %s: %s %s", body["metadata"].get("name"), exc.status, exc.reason
+            )
+        except Exception:
+            M.RECONCILE_ERRORS.labels(reason="Exception").inc()
+            log.exception("reconcile of %s failed", body["metadata"].get("name"))
+        finally:
+            M.RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+    def _store(self, index: Any, key: tuple[str, str]) -> Iterable[dict[str, Any]]:
+        try:
+            return list(index.get(key, []))
+        except Exception:
+            return []
+
+    async def observe(self, body: dict[str, Any]) -> Observed:
+        meta = body["metadata"]
+        ns, name = meta.get("namespace") or "default", meta["name"]
+        now = time.monotonic()
+        pods = {p["metadata"]["name"]: copy.deepcopy(p) for p in self._store(self.pods, (ns, name))}
+        for (pns, pname), (at, pod) in list(self._created.items()):
+            if pname in pods or now - at > LAG_GRACE_S:
+                self._created.pop((pns, pname), None)
+            elif pns == ns and pod["metadata"]["labels"].get(n.LABEL_JOB) == name:
+                pods[pname] = copy.deepcopy(pod)  # created, its watch event not here yet
+        for (pns, pname), at in list(self._deleted.items()):
+            if now - at > LAG_GRACE_S or (pns == ns and pname not in pods):
+                self._deleted.pop((pns, pname), None)
+            elif pns == ns:
+                pods[pname]["metadata"]["deletionTimestamp"] = "pending"  # deleted, event not here yet
+        obs = Observed(pods=list(pods.values()))
+        for cm in self._store(self.configmaps, (ns, name)):
+            obs.configmaps[cm["metadata"]["name"]] = cm
+        obs.services = {svc for svc in self._store(self.services, (ns, name))}
+        spec = body.get("spec") or {}
+        claim = (
+            (spec.get("storage") or {}).get("claimName") if isinstance(spec.get("storage"), dict) else None
+        )
+        if claim and isinstance(claim, str):
+            obs.pvc_missing = await self.kube.pvc_missing(ns, claim)
+        training = spec.get("training") if isinstance(spec.get("training"), dict) else {}
+        if training.get("backend") == "kubeflow":
+            obs.kubeflow_installed = await self.kube.kubeflow_installed()
+            if obs.kubeflow_installed:
+                obs.pytorchjob = await self.kube.get_pytorchjob(ns, n.pytorchjob(name))
+        return obs
+
+    async def reconcile(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        ns, name, uid = meta.get("namespace") or "default", meta["name"], meta.get("uid", "")
+        if meta.get("deletionTimestamp"):
+            return
+        old_status = self._statuses.get(uid) or body.get("status") or {}
+        body = {**body, "status": copy.deepcopy(old_status)}
+        obs = await self.observe(body)
+        decision = decide(body, obs, datetime.now(UTC))
+        await self.apply(ns, name, decision)
+        new_status = decision.status
+        patch = merge_patch(old_status, new_status)
+        if patch:
+            try:
+                await self.kube.patch_status(ns, name, patch)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
+            self._statuses[uid] = new_status
+        self.metrics.observe(ns, name, new_status, is_new=not old_status.get("startTime") and bool(patch))
+        if decision.delete_job:
+            log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", ns, name)
+            await self.kube.delete_job(ns, name)
+
+    async def apply(self, ns: str, name: str, d: Decision) -> None:
+        try:
+            for obj in d.create:
+                await self.kube.create(obj)
+                if obj["kind"] == "Pod":
+                    self._created[(ns, obj["metadata"]["name"])] = (time.monotonic(), obj)
+            for obj in d.replace:
+                await self.kube.replace_configmap(obj)
+            for pod in dict.fromkeys(d.delete_pods):
+                await self.kube.delete_pod(ns, pod)
+                self._deleted[(ns, pod)] = time.monotonic()
+                self._created.pop((ns, pod), None)
+            if d.delete_pytorchjob:
+                await self.kube.delete_pytorchjob(ns, n.pytorchjob(name))
+            if d.clear_result_keys:
+                await self.kube.clear_keys(ns, n.result_configmap(name), d.clear_result_keys)
+        except Forbidden as exc:
+            d.status["conditions"] = S.set_condition(
+                d.status.get("conditions", []),
+                BLOCKED,
+                True,
+                "Forbidden",
+                f"the operator may not {exc}: grant its ServiceAccount the verbs listed in "
+                "operator/denas_operator/RBAC.md (the Helm chart's ClusterRole has them)",
+                d.status.get("observedGeneration"),
+            )
+            M.RECONCILE_ERRORS.labels(reason="Forbidden").inc()

@@ -1,0 +1,97 @@
+"""Pure builders of a DeNASJob's non-pod children: headless Services, ConfigMaps, PyTorchJob."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from . import names as n
+from .pods import JobRef, child_metadata, stable_hash, training_command
+
+
+def job_manifest(job: JobRef) -> dict[str, Any]:
+    """What the pods read as job.yaml: the spec with every default applied, no cluster metadata."""
+    return {
+        "apiVersion": n.API_VERSION,
+        "kind": n.KIND,
+        "metadata": {"name": job.name, "namespace": job.namespace},
+        "spec": copy.deepcopy(job.spec),
+    }
+
+
+def build_spec_configmap(job: JobRef) -> dict[str, Any]:
+    text = yaml.safe_dump(job_manifest(job), sort_keys=False)
+    metadata = child_metadata(job, n.spec_configmap(job.name), n.ROLE_SPEC)
+    metadata["annotations"] = {n.ANNOTATION_SPEC_HASH: stable_hash(text)}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {n.SPEC_KEY: text}}
+
+
+def build_result_configmap(job: JobRef) -> dict[str, Any]:
+    """Created empty; pods fill their own keys (see denas.kube_report), the operator only reads."""
+    metadata = child_metadata(job, n.result_configmap(job.name), n.ROLE_RESULT)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {}}
+
+
+def build_headless_service(job: JobRef, group: str) -> dict[str, Any]:
+    """Gives pod 0 of a group a stable DNS name (`<pod>.<service>.<ns>.svc`) for the rendezvous."""
+    if group == "search":
+        name, port, port_name = n.search_service(job.name), n.SEARCH_PORT, "gloo"
+    else:
+        name, port, port_name = n.train_service(job.name), n.TRAIN_PORT, "c10d"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_metadata(job, name, group),
+        "spec": {
+            "clusterIP": "None",
+            # DNS records must exist before any readiness: workers resolve the master at start-up.
+            "publishNotReadyAddresses": True,
+            "selector": {n.LABEL_JOB: job.name, "denas.io/group": group},
+            "ports": [{"name": port_name, "port": port, "targetPort": port}],
+        },
+    }
+
+
+def build_pytorchjob(job: JobRef, training_pods: list[dict[str, Any]]) -> dict[str, Any]:
+    """`training.backend: kubeflow`: the same pod templates as a kubeflow.org/v1 PyTorchJob."""
+    training = job.spec.get("training") or {}
+    replica_specs: dict[str, Any] = {}
+    for role, pods in (("Master", training_pods[:1]), ("Worker", training_pods[1:])):
+        if not pods:
+            continue
+        template = copy.deepcopy(pods[0])
+        spec = template["spec"]
+        for key in ("hostname", "subdomain", "restartPolicy"):
+            spec.pop(key, None)
+        spec.pop("initContainers", None)  # the training operator adds its own wait-for-master
+        container = spec["containers"][0]
+        container["name"] = "pytorch"  # the name the Kubeflow controller looks for
+        container["command"] = training_command(job, 0, for_kubeflow=True)
+        drop = {"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK"}
+        container["env"] = [
+            e for e in container["env"] if e["name"] not in drop and not e["name"].startswith("PET_")
+        ]
+        labels = {k: v for k, v in template["metadata"]["labels"].items() if k != n.LABEL_RANK}
+        replica_specs[role] = {
+            "replicas": len(pods),
+            "restartPolicy": "OnFailure",
+            "template": {"metadata": {"labels": labels}, "spec": spec},
+        }
+    run_policy: dict[str, Any] = {
+        "backoffLimit": int(training.get("backoffLimit", 3)),
+        "cleanPodPolicy": "None",
+    }
+    if training.get("activeDeadlineSeconds"):
+        run_policy["activeDeadlineSeconds"] = int(training["activeDeadlineSeconds"])
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": child_metadata(job, n.pytorchjob(job.name), "train"),
+        "spec": {
+            "nprocPerNode": str(training.get("nprocPerNode", 1)),
+            "runPolicy": run_policy,
+            "pytorchReplicaSpecs": replica_specs,
+        },
+    }

@@ -1,0 +1,341 @@
+"""Pure builders: a DeNASJob's spec -> its desired search and training Pods.
+
+No Kubernetes access here: every function maps plain dicts to plain dicts, so the whole pod
+contract (commands, env, volumes, scheduling, PodSecurity "restricted") is unit-tested offline.
+The torchrun env contract itself lives in `denas.train.envvars`, shared with `denas run`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from denas.train.envvars import master_address, torchrun_command, torchrun_env
+
+from . import names as n
+
+# Workers must not race the master's DNS record: an init container waits until it resolves.
+WAIT_FOR_MASTER = """\
+import os, socket, sys, time
+addr, deadline = os.environ["MASTER_ADDR"], time.time() + 600
+while True:
+    try:
+        socket.getaddrinfo(addr, None)
+        break
+    except OSError:
+        if time.time() > deadline:
+            sys.exit(f"master {addr} did not resolve within 600 s: is pod 0 of the group scheduled?")
+        time.sleep(2)
+"""
+
+DEFAULT_PINNED_MEMORY = "2Gi"
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What the builders need to know about a job: identity plus the defaulted spec."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: dict[str, Any]
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any], spec: dict[str, Any]) -> JobRef:
+        meta = body.get("metadata", {})
+        return cls(meta["name"], meta.get("namespace") or "default", meta.get("uid", ""), spec)
+
+
+def stable_hash(obj: Any, length: int = 10) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def search_fingerprint(spec: dict[str, Any]) -> str:
+    """Hash of what the search computes; a change starts the search from scratch (new directory).
+    Replicas, resources and scheduling are left out: they change where it runs, not what it finds."""
+    search = {k: v for k, v in (spec.get("search") or {}).items() if k not in ("replicas", "resources")}
+    relevant = {
+        "domain": spec.get("domain"),
+        "searchSpace": spec.get("searchSpace"),
+        "score": spec.get("score"),
+        "search": search,
+        "constraints": spec.get("constraints"),
+    }
+    return stable_hash(relevant, 8)
+
+
+def search_dir(job: JobRef) -> str:
+    return f"{n.state_dir(job.name, job.spec)}/search-{search_fingerprint(job.spec)}"
+
+
+def train_dir(job: JobRef) -> str:
+    return f"{n.state_dir(job.name, job.spec)}/train"
+
+
+def owner_reference(job: JobRef) -> dict[str, Any]:
+    return {
+        "apiVersion": n.API_VERSION,
+        "kind": n.KIND,
+        "name": job.name,
+        "uid": job.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def child_metadata(job: JobRef, name: str, role: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": job.namespace,
+        "labels": {n.LABEL_JOB: job.name, n.LABEL_ROLE: role, **(labels or {})},
+        "ownerReferences": [owner_reference(job)],
+    }
+
+
+def container_resources(user: dict[str, Any] | None, pinned_cpus: int) -> dict[str, Any]:
+    """The user's ResourceRequirements; in pinned mode, Guaranteed QoS with whole CPUs."""
+    resources = copy.deepcopy(user or {})
+    if pinned_cpus <= 0:
+        return resources
+    requests = resources.get("requests") or {}
+    limits = resources.get("limits") or {}
+    memory = limits.get("memory") or requests.get("memory") or DEFAULT_PINNED_MEMORY
+    # Guaranteed QoS needs requests == limits for every resource, CPU as an integer.
+    merged = {**requests, **limits, "cpu": str(pinned_cpus), "memory": memory}
+    return {"requests": dict(merged), "limits": dict(merged)}
+
+
+def restricted_container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _env_list(env: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def common_env(job: JobRef, role: str, omp_threads: int) -> dict[str, str]:
+    env = {
+        "DENAS_JOB_NAME": job.name,
+        "DENAS_NAMESPACE": job.namespace,
+        "DENAS_RESULT_CONFIGMAP": n.result_configmap(job.name),
+        "DENAS_ROLE": role,
+        "DENAS_TOP_K": str((job.spec.get("search") or {}).get("topK", 5)),
+        "PYTHONUNBUFFERED": "1",
+        # The root filesystem is read-only: every cache goes to the /tmp emptyDir.
+        "HOME": n.TMP_DIR,
+        "XDG_CACHE_HOME": f"{n.TMP_DIR}/.cache",
+        "MPLCONFIGDIR": f"{n.TMP_DIR}/.mpl",
+    }
+    if omp_threads > 0:
+        env["OMP_NUM_THREADS"] = str(omp_threads)
+    return env
+
+
+def _volumes(job: JobRef, with_result: bool, with_shm: bool) -> tuple[list[dict], list[dict]]:
+    storage = job.spec.get("storage") or {}
+    state_mount = {"name": "state", "mountPath": n.state_dir(job.name, job.spec)}
+    if storage.get("claimName"):
+        state = {"name": "state", "persistentVolumeClaim": {"claimName": storage["claimName"]}}
+        state_mount["subPath"] = n.state_subpath(job.name, job.spec)
+    else:
+        state = {"name": "state", "emptyDir": {}}
+    volumes = [
+        {"name": "job", "configMap": {"name": n.spec_configmap(job.name)}},
+        state,
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts = [
+        {"name": "job", "mountPath": n.SPEC_DIR, "readOnly": True},
+        state_mount,
+        {"name": "tmp", "mountPath": n.TMP_DIR},
+    ]
+    if with_result:
+        volumes.append(
+            {
+                "name": "result",
+                "configMap": {
+                    "name": n.result_configmap(job.name),
+                    "items": [{"key": n.RESULT_KEY, "path": n.RESULT_KEY}],
+                },
+            }
+        )
+        mounts.append({"name": "result", "mountPath": n.RESULT_DIR, "readOnly": True})
+    if with_shm:
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        mounts.append({"name": "dshm", "mountPath": n.SHM_DIR})
+    return volumes, mounts
+
+
+def _pod(
+    job: JobRef,
+    name: str,
+    role: str,
+    group: str,
+    rank: int,
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+    init_containers: list[dict[str, Any]] | None = None,
+    subdomain: str | None = None,
+) -> dict[str, Any]:
+    hardware = job.spec.get("hardware") or {}
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",  # the operator restarts whole groups, never single ranks
+        "hostname": name,
+        "subdomain": subdomain,
+        "enableServiceLinks": False,
+        "securityContext": restricted_pod_security(),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if init_containers:
+        spec["initContainers"] = init_containers
+    if job.spec.get("serviceAccountName"):
+        spec["serviceAccountName"] = job.spec["serviceAccountName"]
+    if hardware.get("nodeSelector"):
+        spec["nodeSelector"] = dict(hardware["nodeSelector"])
+    if hardware.get("tolerations"):
+        spec["tolerations"] = copy.deepcopy(hardware["tolerations"])
+    if hardware.get("affinity"):
+        spec["affinity"] = copy.deepcopy(hardware["affinity"])
+    spec = {k: v for k, v in spec.items() if v is not None}
+    metadata = child_metadata(job, name, role, {"denas.io/group": group, n.LABEL_RANK: str(rank)})
+    metadata["annotations"] = {n.ANNOTATION_TEMPLATE_HASH: stable_hash(spec)}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _container(
+    job: JobRef, command: list[str], env: dict[str, str], mounts, resources, ports
+) -> dict[str, Any]:
+    container = {
+        "name": "denas",
+        "image": job.spec.get("image", "ghcr.io/denas-io/denas-worker:0.1.0"),
+        "imagePullPolicy": job.spec.get("imagePullPolicy", "IfNotPresent"),
+        "command": command,
+        "env": _env_list(env),
+        "volumeMounts": mounts,
+        "securityContext": restricted_container_security(),
+        "ports": ports,
+    }
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def build_search_pods(job: JobRef) -> list[dict[str, Any]]:
+    """`search.replicas` pods sharing the scoring over gloo; rank 0 (`<job>-search-0`) coordinates."""
+    search = job.spec.get("search") or {}
+    replicas = int(search.get("replicas", 1))
+    pinned = int((job.spec.get("hardware") or {}).get("pinnedCpus", 0))
+    resources = container_resources(search.get("resources"), pinned)
+    volumes, mounts = _volumes(job, with_result=False, with_shm=False)
+    service = n.search_service(job.name)
+    master = f"{n.search_pod(job.name, 0)}.{service}.{job.namespace}.svc"
+    command = ["denas", "search", f"{n.SPEC_DIR}/{n.SPEC_KEY}", "--out", search_dir(job), "--resume"]
+    pods = []
+    for rank in range(replicas):
+        env = common_env(job, "search", pinned)
+        env.update(
+            {
+                "RANK": str(rank),
+                "WORLD_SIZE": str(replicas),
+                "MASTER_ADDR": master,
+                "MASTER_PORT": str(n.SEARCH_PORT),
+            }
+        )
+        ports = [{"name": "gloo", "containerPort": n.SEARCH_PORT}]
+        container = _container(job, command, env, mounts, resources, ports)
+        pods.append(
+            _pod(
+                job,
+                n.search_pod(job.name, rank),
+                n.ROLE_SEARCH,
+                "search",
+                rank,
+                container,
+                volumes,
+                None,
+                service,
+            )
+        )
+    return pods
+
+
+def training_command(job: JobRef, node_rank: int, *, for_kubeflow: bool = False) -> list[str]:
+    training = job.spec.get("training") or {}
+    train_args = [
+        f"{n.SPEC_DIR}/{n.SPEC_KEY}",
+        "--structure",
+        f"{n.RESULT_DIR}/{n.RESULT_KEY}",
+        "--out",
+        train_dir(job),
+    ]
+    if for_kubeflow:  # the PyTorchJob controller provides the PET_* env torchrun reads
+        return ["torchrun", "-m", "denas", "train", *train_args]
+    return torchrun_command(
+        job.name,
+        n.train_service(job.name),
+        node_rank,
+        int(training.get("replicas", 1)),
+        int(training.get("nprocPerNode", 1)),
+        n.TRAIN_PORT,
+        master_addr=master_address(job.name, n.train_service(job.name), job.namespace),
+        train_args=train_args,
+        python="python",
+    )
+
+
+def build_training_pods(job: JobRef) -> list[dict[str, Any]]:
+    """PyTorchJob-style pods: `<job>-train-master-0` plus `<job>-train-worker-<i>`."""
+    training = job.spec.get("training") or {}
+    nnodes = int(training.get("replicas", 1))
+    nproc = int(training.get("nprocPerNode", 1))
+    pinned = int((job.spec.get("hardware") or {}).get("pinnedCpus", 0))
+    resources = container_resources(training.get("resources"), pinned)
+    volumes, mounts = _volumes(job, with_result=True, with_shm=True)
+    service = n.train_service(job.name)
+    master = master_address(job.name, service, job.namespace)
+    pods = []
+    for node_rank in range(nnodes):
+        env = common_env(job, "train", max(1, pinned // nproc) if pinned else 0)
+        env.update(
+            torchrun_env(job.name, service, node_rank, nnodes, nproc, n.TRAIN_PORT, master_addr=master)
+        )
+        role = n.ROLE_TRAIN_MASTER if node_rank == 0 else n.ROLE_TRAIN_WORKER
+        ports = [{"name": "c10d", "containerPort": n.TRAIN_PORT}]
+        container = _container(job, training_command(job, node_rank), env, mounts, resources, ports)
+        init = None
+        if node_rank > 0:
+            init = [
+                {
+                    "name": "wait-for-master",
+                    "image": container["image"],
+                    "imagePullPolicy": container["imagePullPolicy"],
+                    "command": ["python", "-c", WAIT_FOR_MASTER],
+                    "env": _env_list({"MASTER_ADDR": master}),
+                    "securityContext": restricted_container_security(),
+                    **({"resources": resources} if resources else {}),
+                }
+            ]
+        pod_name = n.train_pod(job.name, node_rank)
+        pods.append(_pod(job, pod_name, role, "train", node_rank, container, volumes, init, service))
+    return pods
