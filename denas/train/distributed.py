@@ -71,9 +71,18 @@ def threads_per_process(local_world_size: int, cpus: float | None = None) -> int
 
 
 def set_threads(local_world_size: int) -> int:
-    """Give this process its share of the CPUs so local processes do not oversubscribe them."""
+    """Give this process its share of the CPUs so local processes do not oversubscribe them.
+
+    ``DENAS_THREADS`` overrides the share. ``OMP_NUM_THREADS`` is honoured only for a lone local
+    process: with several, torchrun sets it to 1 on its own, which would starve big nodes.
+    """
     n = threads_per_process(local_world_size)
-    os.environ["OMP_NUM_THREADS"] = str(n)  # for any child process (data tools, espeak-ng...)
+    if os.environ.get("DENAS_THREADS"):
+        n = int(os.environ["DENAS_THREADS"])
+    elif local_world_size <= 1 and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        n = int(os.environ["OMP_NUM_THREADS"])
+    n = max(1, n)
+    os.environ["OMP_NUM_THREADS"] = str(n)  # for child processes
     torch.set_num_threads(n)
     return n
 

@@ -1,0 +1,97 @@
+"""Several processes: torchrun with 2 local processes, 1-vs-2-process equivalence, rendezvous timeout.
+
+Run as a script (``python -m torch.distributed.run ... tests/test_train_ddp.py --worker OUT``) this
+file is the worker of the equivalence test: a BatchNorm-free model, so that per-process batch
+statistics cannot differ from the single-process run's and the weights must match.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tests.train_support import SMALL_CNN, free_port, one_thread, subprocess_env, torchrun, write_job  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))
+
+
+def _train_mlp(out: Path) -> None:
+    from denas.data import load_dataset
+    from denas.train.loop import TrainConfig, train
+
+    data = load_dataset("digits", config={"in_channels": 1, "image_size": 8}, limit=16)
+    cfg = TrainConfig(
+        out_dir=out, epochs=1, batch_size=8, learning_rate=0.1, ipex="off", bf16="off", warmup_fraction=0.0
+    )
+    train(_mlp, data, cfg)
+
+
+def test_two_processes_train_digits_well_above_chance(tmp_path):
+    job = write_job(tmp_path, epochs=2, batchSize=32)
+    out = tmp_path / "out"
+    cmd = torchrun(2, "-m", "denas.train", str(job), "--structure", json.dumps(SMALL_CNN), "--out", str(out))
+    proc = subprocess.run(
+        cmd, env=subprocess_env(threads=1), capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["global_batch_size"] == 32
+    assert metrics["metric"] > 0.5  # chance is 0.1
+    assert (out / "model.pt").is_file() and (out / "checkpoint.pt").is_file()
+    # only rank 0 reports: one JSON line per epoch
+    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    assert [e["epoch"] for e in lines if e.get("phase") == "training"] == [1, 2]
+
+
+def test_two_processes_and_one_process_reach_the_same_weights(tmp_path):
+    proc = subprocess.run(
+        torchrun(2, str(Path(__file__)), "--worker", str(tmp_path / "two")),
+        env=subprocess_env(threads=1),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _train_mlp(tmp_path / "one")
+    two = torch.load(tmp_path / "two" / "model.pt", weights_only=False)["state_dict"]
+    one = torch.load(tmp_path / "one" / "model.pt", weights_only=False)["state_dict"]
+    init = _initial_weights()
+    for name in one:
+        assert not torch.allclose(one[name], init[name]), f"{name} did not train"
+        assert torch.allclose(one[name], two[name], atol=1e-5), name
+
+
+def _initial_weights() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return _mlp().state_dict()
+
+
+def test_worker_without_a_master_fails_naming_the_address(tmp_path):
+    job = write_job(tmp_path)
+    port = free_port()  # nothing listens here
+    env = subprocess_env() | {
+        "WORLD_SIZE": "2",
+        "RANK": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+    cmd = [sys.executable, "-m", "denas.train", str(job), "--structure", json.dumps(SMALL_CNN)]
+    cmd += ["--out", str(tmp_path / "o"), "--rendezvous-timeout", "3"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 3
+    assert f"127.0.0.1:{port}" in proc.stderr and "within 3s" in proc.stderr
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        _train_mlp(Path(sys.argv[2]))
