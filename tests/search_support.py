@@ -144,3 +144,39 @@ def drive(strategy, space, generations: int, admit=None, archive: dict | None = 
                 archive[h] = {**onemax_record(space, s, len(archive)), "generation": strategy.generation}
         strategy.tell(ctx, [archive[space.hash(s)] for s in structures])
     return archive
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rank_env(rank: int, world: int, port: int) -> dict[str, str]:
+    return {"RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+
+
+def wait_for(predicate, timeout: float, what: str, procs=()) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        for p in procs:
+            if p.poll() is not None and p.returncode != 0:
+                raise AssertionError(
+                    f"process exited {p.returncode} while waiting for {what}: {p.stderr.read()}"
+                )
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def progress_generation(path: Path) -> int:
+    try:
+        event = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return -1
+    return event.get("generation", 10**9) if event["event"] == "generation" else 10**9

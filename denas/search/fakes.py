@@ -35,8 +35,13 @@ def analytic_scorer(space: Any, structure: dict, seed: int, config: Any) -> tupl
 
 def sleep_scorer(space: Any, structure: dict, seed: int, config: Any) -> tuple[dict[str, float], float]:
     """``analytic_scorer`` after sleeping DENAS_FAKE_SCORE_S seconds (default 0.05): a scorer whose
-    cost is pure waiting, to measure coordination overhead and to kill a search mid-generation."""
+    cost is pure waiting, to measure coordination overhead and to kill a search mid-generation.
+    With DENAS_FAKE_SCORE_LOG set, appends each scored structure's hash to that file."""
     time.sleep(float(os.environ.get("DENAS_FAKE_SCORE_S", "0.05")))
+    log = os.environ.get("DENAS_FAKE_SCORE_LOG")
+    if log:  # one line per scored structure: lets a test count re-scoring across a kill
+        with open(log, "a") as f:
+            f.write(space.hash(structure) + "\n")
     return analytic_scorer(space, structure, seed, config)
 
 
