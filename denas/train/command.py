@@ -137,7 +137,17 @@ def train_spec(spec: dict[str, Any], args: argparse.Namespace, job_name: str = "
         "structure_source": source,
         "space_config": space.config,
     }
-    return train(lambda: space.build(structure), data, cfg, meta)
+    return train(lambda: _build(space, structure, data.task), data, cfg, meta)
+
+
+def _build(space: Any, structure: dict[str, Any], task: str) -> Any:
+    model = space.build(structure)
+    if task == "qa":  # extractive QA needs per-token start/end heads on the encoder
+        from denas.train.tasks import SpanQA
+
+        hidden = getattr(getattr(model, "bert", None), "config", None)
+        model = SpanQA(model, hidden.hidden_size if hidden else structure["hidden_size"])
+    return model
 
 
 def resolve_structure(value: str, rank: int = 0) -> tuple[dict[str, Any], str]:

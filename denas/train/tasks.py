@@ -6,10 +6,13 @@ them) from which the metric is computed once at the end of an evaluation.
 
 from __future__ import annotations
 
+import string
+from collections import Counter
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def logits_of(outputs: Any) -> torch.Tensor:
@@ -97,6 +100,83 @@ class CTCTask:
         return counts[0] / max(counts[1], 1.0)
 
 
+class SpanQA(nn.Module):
+    """Start/end heads over a ``bert`` model's last hidden states (SQuAD-style extractive QA).
+
+    The encoder's pooler and classifier are dropped: they would get no gradient, which DDP rejects.
+    """
+
+    def __init__(self, encoder: nn.Module, hidden_size: int):
+        super().__init__()
+        self.encoder = encoder
+        if hasattr(encoder, "bert"):
+            encoder.bert.pooler = None
+        if hasattr(encoder, "classifier"):
+            encoder.classifier = nn.Identity()
+        self.span = nn.Linear(hidden_size, 2)
+
+    def forward(self, inputs: Any) -> torch.Tensor:
+        return self.span(self.encoder.forward_features(inputs))  # (B, T, 2): start, end logits
+
+
+class QATask:
+    """Extractive QA: cross-entropy on start and end tokens; metric SQuAD token F1 (EM counted too)."""
+
+    metric_name = "f1"
+    higher_is_better = True
+    max_answer_tokens = 30
+
+    def loss(self, outputs: Any, targets: dict[str, Any]) -> torch.Tensor:
+        logits = logits_of(outputs).float()
+        start = F.cross_entropy(logits[..., 0], targets["start_positions"])
+        end = F.cross_entropy(logits[..., 1], targets["end_positions"])
+        return (start + end) / 2
+
+    def predict(self, logits: torch.Tensor, offsets: torch.Tensor) -> list[tuple[int, int]]:
+        """Best (start, end) token pair per example with start <= end < start + max_answer_tokens."""
+        context = offsets[..., 1] > 0  # only context tokens carry non-empty character offsets
+        start = logits[..., 0].float().masked_fill(~context, -1e4)
+        end = logits[..., 1].float().masked_fill(~context, -1e4)
+        scores = start[:, :, None] + end[:, None, :]  # (B, T, T)
+        t = scores.shape[-1]
+        i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+        scores = scores.masked_fill(~((j >= i) & (j < i + self.max_answer_tokens)), -1e9)
+        best = scores.flatten(1).argmax(dim=1)
+        return [(int(b) // t, int(b) % t) for b in best]
+
+    def counts(self, outputs: Any, targets: dict[str, Any]) -> list[float]:
+        """[F1 sum, examples, exact-match sum]"""
+        logits = logits_of(outputs)
+        f1 = em = 0.0
+        for k, (s, e) in enumerate(self.predict(logits, targets["offsets"])):
+            offsets = targets["offsets"][k]
+            text = targets["context"][k][int(offsets[s][0]) : int(offsets[e][1])]
+            golds = targets["answers"][k] or [""]
+            f1 += max(squad_f1(text, g) for g in golds)
+            em += max(float(normalize_answer(text) == normalize_answer(g)) for g in golds)
+        return [f1, float(len(targets["context"])), em]
+
+    def metric(self, counts: list[float]) -> float:
+        return counts[0] / max(counts[1], 1.0)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
+
+
+def squad_f1(prediction: str, gold: str) -> float:
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if not pred or not ref:
+        return float(pred == ref)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
 def edit_distance(a: list[str], b: list[str]) -> int:
     """Levenshtein distance between two word sequences."""
     prev = list(range(len(b) + 1))
@@ -108,9 +188,11 @@ def edit_distance(a: list[str], b: list[str]) -> int:
     return prev[-1]
 
 
-def task_for(kind: str, info: dict[str, Any]) -> ClassificationTask | CTCTask:
+def task_for(kind: str, info: dict[str, Any]) -> ClassificationTask | CTCTask | QATask:
     if kind == "classification":
         return ClassificationTask()
+    if kind == "qa":
+        return QATask()
     if kind == "ctc":
         return CTCTask(info["alphabet"])
-    raise ValueError(f"unknown task kind {kind!r}; expected 'classification' or 'ctc'")
+    raise ValueError(f"unknown task kind {kind!r}; expected 'classification', 'qa' or 'ctc'")
