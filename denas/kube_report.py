@@ -13,7 +13,7 @@ Keys (all values are JSON text):
 
 The reporter is active only inside a pod the operator built: env ``DENAS_RESULT_CONFIGMAP`` (the
 ConfigMap's name) and ``DENAS_NAMESPACE`` must be set; ``DENAS_ROLE`` (``search`` or ``train``)
-and ``RANK`` pick the keys. Reporting is best effort: every error is logged, never raised, so a
+and ``RANK`` pick the keys; ``DENAS_REPORT_INTERVAL_S`` changes the 2 s throttle. Reporting is best effort: every error is logged, never raised, so a
 broken API server or missing RBAC never fails a search or a training run.
 """
 
@@ -176,4 +176,5 @@ def reporter_from_env(role: str | None = None, rank: int | None = None) -> Repor
         except ValueError:
             rank = 0
     max_best = int(os.environ.get("DENAS_TOP_K", DEFAULT_MAX_BEST))
-    return Reporter(configmap, namespace, role=role, rank=rank, max_best=max_best)
+    interval = float(os.environ.get("DENAS_REPORT_INTERVAL_S", PROGRESS_INTERVAL_S))
+    return Reporter(configmap, namespace, role=role, rank=rank, max_best=max_best, interval_s=interval)

@@ -167,9 +167,9 @@ class DenasEmulator(kmock.KubernetesEmulator):
         except jsonpatch.JsonPatchTestFailed as exc:
             raise kmock.KubernetesError(
                 status=422, reason="Invalid", message=f"the object has been modified: {exc}"
-            )
+            ) from None
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
-            raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc))
+            raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from None
         meta = current.get("metadata", {})
         if patched.get("spec") != current.get("spec"):
             request.data.append(
@@ -282,7 +282,14 @@ class DenasEmulator(kmock.KubernetesEmulator):
         status = {
             "phase": "Succeeded",
             "containerStatuses": [
-                {"name": "denas", "ready": False, "restartCount": 0, "state": {"terminated": terminated}}
+                {
+                    "name": "denas",
+                    "image": "instant",
+                    "imageID": "instant",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": terminated},
+                }
             ],
         }
         await self._set("v1/pods", ns, name, {"status": status})
