@@ -7,6 +7,7 @@ structural check for prometheus-operator kinds (their CRDs are not in kubernetes
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -143,3 +144,26 @@ def rules_by_resource(rules: list[dict[str, Any]]) -> dict[str, set[str]]:
             for resource in rule.get("resources", []):
                 flat.setdefault(f"{group}/{resource}", set()).update(rule["verbs"])
     return flat
+
+
+METRIC_DEFINITION = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"(denas_\w+)\"")
+
+
+def exported_series() -> dict[str, str]:
+    """Every series name the operator and the pods expose -> the file that defines it.
+
+    prometheus_client appends `_total` to counters and exposes `_bucket/_sum/_count` for
+    histograms, so those are the names a query must use.
+    """
+    series: dict[str, str] = {}
+    for path in [*(ROOT / "denas").rglob("*.py"), *(ROOT / "operator").rglob("*.py")]:
+        for kind, name in METRIC_DEFINITION.findall(path.read_text()):
+            where = str(path.relative_to(ROOT))
+            if kind == "Counter":
+                series[name if name.endswith("_total") else f"{name}_total"] = where
+            elif kind in ("Histogram", "Summary"):
+                for suffix in ("_bucket", "_sum", "_count"):
+                    series[name + suffix] = where
+            else:
+                series[name] = where
+    return series

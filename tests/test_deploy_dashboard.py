@@ -7,30 +7,9 @@ import re
 
 import helm_python as helm
 import pytest
-from deploy_support import ROOT, kustomize_build, load_docs, one
+from deploy_support import ROOT, exported_series, kustomize_build, load_docs, one
 
 DASHBOARD = ROOT / "dashboards" / "denas.json"
-METRIC_DEFINITION = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"(denas_\w+)\"")
-
-
-def exported_series() -> dict[str, str]:
-    """Every series name the operator and the pods expose -> the file that defines it.
-
-    prometheus_client appends `_total` to counters and exposes `_bucket/_sum/_count` for
-    histograms, so those are the names a query must use.
-    """
-    series: dict[str, str] = {}
-    for path in [*(ROOT / "denas").rglob("*.py"), *(ROOT / "operator").rglob("*.py")]:
-        for kind, name in METRIC_DEFINITION.findall(path.read_text()):
-            where = str(path.relative_to(ROOT))
-            if kind == "Counter":
-                series[name if name.endswith("_total") else f"{name}_total"] = where
-            elif kind in ("Histogram", "Summary"):
-                for suffix in ("_bucket", "_sum", "_count"):
-                    series[name + suffix] = where
-            else:
-                series[name] = where
-    return series
 
 
 @pytest.fixture(scope="module")

@@ -64,3 +64,17 @@ def test_a_broken_sample_would_be_caught():
     manifest["spec"]["training"]["dataset"]["name"] = "cifar10"  # a vision data set for bert
     with pytest.raises(JobValidationError, match="does not fit spec.domain"):
         load_job(manifest)
+
+
+def test_worker_rbac_sample_grants_only_get_and_patch_on_the_samples_result_configmaps():
+    from deploy_support import assert_valid, one
+
+    objects = load_docs(ROOT / "deploy" / "rbac" / "worker.yaml")
+    assert_valid(objects)
+    role = one(objects, "Role")
+    (rule,) = role["rules"]
+    assert rule["resources"] == ["configmaps"] and sorted(rule["verbs"]) == ["get", "patch"]
+    assert set(rule["resourceNames"]) == {f"{load_job(p).name}-result" for p in JOB_SAMPLES}
+    binding = one(objects, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == one(objects, "ServiceAccount")["metadata"]["name"]

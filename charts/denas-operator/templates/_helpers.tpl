@@ -72,10 +72,11 @@ Bound cluster-wide (ClusterRole) or per watched namespace (Role). Keep in sync w
 deploy/base/rbac/clusterrole.yaml (tests/test_chart_render.py compares them).
 */}}
 {{- define "denas-operator.namespacedRules" -}}
-# It never writes spec (GitOps would see drift): patch is for its finalizer and kopf's annotations.
+# It never writes spec (GitOps would see drift): patch is for its finalizer and kopf's annotations;
+# delete enforces spec.ttlSecondsAfterFinished.
 - apiGroups: [denas.io]
   resources: [denasjobs]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, patch, delete]
 - apiGroups: [denas.io]
   resources: [denasjobs/status]
   verbs: [get, patch, update]
@@ -86,13 +87,10 @@ deploy/base/rbac/clusterrole.yaml (tests/test_chart_render.py compares them).
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
-# Per-job ServiceAccount + Role that lets the job's pods patch only <job>-result.
+# spec.storage.claimName must exist before pods mount it (condition PersistentVolumeClaimNotFound).
 - apiGroups: [""]
-  resources: [serviceaccounts]
-  verbs: [get, list, watch, create, delete, patch]
-- apiGroups: [rbac.authorization.k8s.io]
-  resources: [roles, rolebindings]
-  verbs: [get, list, watch, create, delete, patch]
+  resources: [persistentvolumeclaims]
+  verbs: [get]
 # training.backend: kubeflow
 - apiGroups: [kubeflow.org]
   resources: [pytorchjobs]
