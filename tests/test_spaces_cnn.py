@@ -84,8 +84,10 @@ def test_invalid_stage_values_name_the_stage_key_and_choices():
         space.validate({"stem_channels": 8, "stages": [_stage()]})
     with pytest.raises(StructureError, match=r"stages\[0\]"):
         space.validate({"stem_channels": 8, "stages": [{"kernel": 3}, _stage()]})
-    with pytest.raises(StructureError, match="stem_channels"):
+    with pytest.raises(StructureError, match="stem_channels: 8.0 must be of type int"):
         space.validate({"stem_channels": 8.0, "stages": [_stage(channels=8), _stage()]})
+    with pytest.raises(StructureError, match=r"stages\[0\]\.expansion: 1 must be of type float"):
+        space.validate({"stem_channels": 8, "stages": [_stage(expansion=1), _stage()]})
 
 
 @pytest.mark.parametrize(

@@ -193,6 +193,10 @@ def check_int_choices(
 def check_choice(key: str, value: Any, allowed: list[Any]) -> None:
     """Raise a StructureError naming ``key`` unless ``value`` is one of ``allowed`` (same type too)."""
     same_type = any(type(value) is type(a) for a in allowed)
+    if not same_type and value in allowed:
+        # 1 vs 1.0 would hash differently, so a structure must use the table's own type
+        kind = type(allowed[0]).__name__
+        raise StructureError(key, f"{value!r} must be of type {kind}; choose one of {allowed}")
     if not same_type or value not in allowed:
         raise StructureError(key, f"{value!r} is not allowed; choose one of {allowed}")
 
