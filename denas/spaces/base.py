@@ -115,7 +115,12 @@ class SearchSpace(ABC):
 
     @abstractmethod
     def count_flops(self, structure: Structure, batch_size: int = 1) -> int:
-        """Analytic multiply-accumulate count of one forward pass."""
+        """Analytic multiply-accumulates (MACs) of one forward pass of ``batch_size`` examples.
+
+        Convolutions and matmuls (attention's QK^T and weights @ V included) count; norms,
+        activations, pooling and additions do not.  This equals half of what
+        ``torch.utils.flop_counter.FlopCounterMode`` reports for the built module.
+        """
 
     def encode(self, structure: Structure) -> list[float]:
         """A fixed-length numeric vector (for surrogates and Bayesian samplers)."""
