@@ -3,7 +3,8 @@
 Every pod the project ships or spawns must pass it. It reproduces the checks of Kubernetes'
 Pod Security Standards (baseline + restricted, version "latest") that can be decided from the
 pod spec alone, and adds: a read-only root filesystem in every container, and a writable
-`/tmp` emptyDir for each of them (Python, torch and kopf need scratch space).
+`/tmp` emptyDir for each of them (Python, torch and kopf need scratch space; short-lived init
+containers may go without).
 
     from podsecurity import restricted_violations, assert_restricted
     assert_restricted(deployment)          # a Pod, Deployment, Job, PodTemplate or bare PodSpec
@@ -184,7 +185,9 @@ def _check_container(
     if sc.get("readOnlyRootFilesystem") is not True:
         errors.append(f"{scp}.readOnlyRootFilesystem: must be true (mount an emptyDir at /tmp for scratch)")
     tmp = [m for m in container.get("volumeMounts") or [] if m.get("mountPath") == "/tmp"]
-    if not tmp:
+    if not tmp and ".initContainers[" in path:
+        pass  # short-lived init containers may do without scratch space
+    elif not tmp:
         errors.append(f"{path}.volumeMounts: needs a writable emptyDir at /tmp")
     elif tmp[0].get("readOnly") or "emptyDir" not in volumes.get(tmp[0].get("name"), {}):
         errors.append(f"{path}.volumeMounts: /tmp must be a writable emptyDir volume")

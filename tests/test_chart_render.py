@@ -86,7 +86,7 @@ SCENARIOS: dict[str, dict] = {
         "health": {"port": 9091},
         "worker": {"image": "registry.example.com/denas/worker:0.1.0-rc1"},
         "verbose": True,
-        "extraArgs": ["--log-format=json"],
+        "extraArgs": ["--priority=10"],
         "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
     },
 }
@@ -174,6 +174,19 @@ def test_rendered_objects_validate_against_kubernetes_schemas(rendered, scenario
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_operator_pod_meets_podsecurity_restricted(rendered, scenario):
     assert_restricted(one(rendered[scenario], "Deployment"))
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_operator_accepts_the_arguments_the_chart_passes(rendered, scenario):
+    from denas_operator.__main__ import build_parser
+
+    container = _container(rendered[scenario])
+    args = build_parser().parse_args(container["args"])
+    values = SCENARIOS[scenario]
+    assert args.metrics_port == values.get("metrics", {}).get("port", 8080)
+    watch = values.get("rbac", {}).get("watchNamespaces")
+    assert args.namespace == (watch or []) and args.all_namespaces == (not watch)
+    assert bool(args.peering) == (values.get("replicas", 1) > 1)
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -316,7 +329,7 @@ def test_every_knob_reaches_the_deployment(rendered):
     template_meta = one(objects, "Deployment")["spec"]["template"]["metadata"]
     assert template_meta["annotations"] == values["podAnnotations"]
     assert template_meta["labels"]["team"] == "ml"
-    assert container["args"][-2:] == ["--verbose", "--log-format=json"]
+    assert container["args"][-2:] == ["--verbose", "--priority=10"]
     assert "--metrics-port=9090" in container["args"]
     assert "--liveness=http://0.0.0.0:9091/healthz" in container["args"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9090, "health": 9091}

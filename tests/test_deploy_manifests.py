@@ -171,7 +171,7 @@ def test_rbac_is_least_privilege(builds):
     assert granted["apiextensions.k8s.io/customresourcedefinitions"] == {"get", "list", "watch"}
     assert granted["/namespaces"] == {"get", "list", "watch"}
     assert {"create", "delete"} <= granted["/pods"]
-    assert granted["/events"] == {"create", "patch"}
+    assert granted["/events"] == {"create"}
 
 
 def test_service_and_service_monitor_select_the_operator_metrics_port(builds):
@@ -256,3 +256,17 @@ def test_podsecurity_checker_accepts_kubernetes_client_models(builds):
     assert restricted_violations(model) == []
     model.host_network = True
     assert any("hostNetwork" in v for v in restricted_violations(model))
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+def test_operator_accepts_the_arguments_the_deployment_passes(builds, build):
+    from denas_operator.__main__ import build_parser
+
+    deployment = one(builds[build], "Deployment", "denas-operator")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert args.metrics_port == ports["metrics"]
+    assert args.liveness == f"http://0.0.0.0:{ports['health']}/healthz"
+    assert args.all_namespaces or args.namespace
+    assert bool(args.peering) == (deployment["spec"]["replicas"] > 1)

@@ -80,13 +80,22 @@ deploy/base/rbac/clusterrole.yaml (tests/test_chart_render.py compares them).
 - apiGroups: [denas.io]
   resources: [denasjobs/status]
   verbs: [get, patch, update]
-# Search and training pods, their headless Services and the <job>-result ConfigMap.
+# Search and training pods (a failed group is deleted and re-created as a whole).
 - apiGroups: [""]
-  resources: [pods, services, configmaps]
-  verbs: [get, list, watch, create, delete, patch]
+  resources: [pods]
+  verbs: [get, list, watch, create, delete]
+# Headless Services of the groups; owner references delete them with the job.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create]
+# <job>-spec (the manifest the pods read) and <job>-result (what the pods report).
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, patch]
+# kopf reports handler outcomes as Events on the DeNASJob.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 # spec.storage.claimName must exist before pods mount it (condition PersistentVolumeClaimNotFound).
 - apiGroups: [""]
   resources: [persistentvolumeclaims]

@@ -1,0 +1,155 @@
+"""The operator's RBAC grants every API call its code makes, and the grants stay least-privilege.
+
+The calls are read from the operator's source (kubernetes-client methods and kopf decorators),
+so a new call without a matching rule fails here instead of as a 403 in somebody's cluster.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import pytest
+from deploy_support import ROOT, by_kind, load_docs, rules_by_resource
+
+OPERATOR = ROOT / "operator" / "denas_operator"
+CLIENT_CALL = re.compile(r"^(create|delete|patch|read|replace|list|get)_(namespaced_)?(\w+?)(_status)?$")
+VERBS = {
+    "create": "create",
+    "delete": "delete",
+    "patch": "patch",
+    "read": "get",
+    "get": "get",
+    "replace": "update",
+}
+CORE_RESOURCES = {
+    "pod": "/pods",
+    "service": "/services",
+    "config_map": "/configmaps",
+    "persistent_volume_claim": "/persistentvolumeclaims",
+    "event": "/events",
+    "namespace": "/namespaces",
+    "custom_resource_definition": "apiextensions.k8s.io/customresourcedefinitions",
+}
+# kopf handlers that keep state on the object (finalizers, progress annotations) patch it.
+KOPF_PATCHING = {"create", "update", "delete", "resume", "timer", "daemon", "field"}
+
+
+def _names() -> dict[str, str]:
+    from denas_operator import names
+
+    return {k: v for k, v in vars(names).items() if isinstance(v, str)}
+
+
+def _value(node: ast.AST, names: dict[str, str]) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "n":
+        return names.get(node.attr)
+    return None
+
+
+def _client_calls(tree: ast.AST, names: dict[str, str]) -> set[tuple[str, str]]:
+    """(resource, verb) of every `self.core.x(...)`-style call, also through `self._call(fn, ...)`."""
+    needs = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        candidates = [(node.func, node.args)]
+        if node.args and isinstance(node.args[0], ast.Attribute):  # self._call(self.core.create_..., *args)
+            candidates.append((node.args[0], node.args[1:]))
+        for func, args in candidates:
+            if not isinstance(func, ast.Attribute):
+                continue
+            match = CLIENT_CALL.match(func.attr)
+            if not match or match.group(1) not in VERBS:
+                continue
+            verb, _, kind, status = match.groups()
+            if kind == "custom_object":
+                group, plural = _value(args[0], names), _value(args[3], names)
+                assert group and plural, f"cannot resolve the resource of {func.attr} on line {node.lineno}"
+                needs.add((f"{group}/{plural}{'/status' if status else ''}", VERBS[verb]))
+            elif kind in CORE_RESOURCES:
+                needs.add((CORE_RESOURCES[kind], VERBS[verb]))
+    return needs
+
+
+def _kopf_calls(tree: ast.AST, names: dict[str, str]) -> set[tuple[str, str]]:
+    needs = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        chain = []
+        func = node.func
+        while isinstance(func, ast.Attribute):
+            chain.insert(0, func.attr)
+            func = func.value
+        if not (isinstance(func, ast.Name) and func.id == "kopf") or not chain:
+            continue
+        if chain[0] not in ("on", "index", "timer", "daemon") or chain[-1] in (
+            "startup",
+            "cleanup",
+            "login",
+            "probe",
+        ):
+            continue
+        args = [_value(a, names) for a in node.args]
+        if len(args) >= 3:
+            resource = f"{args[0]}/{args[2]}"
+        elif len(args) == 1 and args[0] and "/" not in args[0]:
+            resource = f"/{args[0]}"
+        else:
+            pytest.fail(f"cannot resolve the resource of kopf.{'.'.join(chain)} on line {node.lineno}")
+        needs |= {(resource, "list"), (resource, "watch")}
+        if chain[-1] in KOPF_PATCHING:
+            needs.add((resource, "patch"))
+    return needs
+
+
+def operator_needs() -> set[tuple[str, str]]:
+    names = _names()
+    needs = {("/events", "create")}  # kopf posts an Event for handler failures and successes
+    for path in OPERATOR.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        needs |= _client_calls(tree, names) | _kopf_calls(tree, names)
+    return needs
+
+
+def _granted() -> dict[str, set[str]]:
+    roles = by_kind(load_docs(ROOT / "deploy" / "base" / "rbac" / "clusterrole.yaml"), "ClusterRole")
+    granted: dict[str, set[str]] = {}
+    for role in roles:
+        for resource, verbs in rules_by_resource(role["rules"]).items():
+            granted.setdefault(resource, set()).update(verbs)
+    return granted
+
+
+def test_the_scan_finds_the_operators_calls():
+    needs = operator_needs()
+    assert ("/pods", "create") in needs and ("/pods", "watch") in needs
+    assert ("denas.io/denasjobs/status", "patch") in needs
+    assert ("kubeflow.org/pytorchjobs", "create") in needs
+
+
+def test_rbac_grants_every_call_the_operator_makes():
+    granted = _granted()
+    missing = sorted(
+        f"{verb} {resource}"
+        for resource, verb in operator_needs()
+        if verb not in granted.get(resource, set())
+    )
+    assert not missing, f"deploy/base/rbac/clusterrole.yaml (and the chart) lack: {missing}"
+
+
+def test_rbac_grants_nothing_beyond_the_calls_and_reads_around_them():
+    """Extra grants must be reads (get/list/watch), kopf's peering, or the status update verb."""
+    needs = operator_needs()
+    allowed_extras = {"get", "list", "watch"}
+    unexplained = []
+    for resource, verbs in _granted().items():
+        if resource.startswith("kopf.dev/"):
+            continue  # kopf's own peering (HA), not visible in the operator's code
+        for verb in verbs - allowed_extras:
+            if (resource, verb) not in needs and not (resource.endswith("/status") and verb == "update"):
+                unexplained.append(f"{verb} {resource}")
+    assert not unexplained, f"granted but never used by the operator: {sorted(unexplained)}"
