@@ -138,7 +138,7 @@ def test_progress_mirrors_to_callback_and_kube_reporter(tmp_path, monkeypatch):
     import sys
     import types
 
-    seen = {"progress": [], "result": []}
+    seen = {"progress": [], "result": [], "closed": 0}
 
     class Reporter:
         def progress(self, event):
@@ -147,8 +147,11 @@ def test_progress_mirrors_to_callback_and_kube_reporter(tmp_path, monkeypatch):
         def result(self, result):
             seen["result"].append(result)
 
+        def close(self):
+            seen["closed"] += 1
+
     module = types.ModuleType("denas.kube_report")
-    module.reporter_from_env = Reporter
+    module.reporter_from_env = lambda role, rank: Reporter() if (role, rank) == ("search", 0) else None
     monkeypatch.setitem(sys.modules, "denas.kube_report", module)
     monkeypatch.setenv("DENAS_RESULT_CONFIGMAP", "job-result")
     from denas.search.progress import Progress, kube_reporter
@@ -163,5 +166,5 @@ def test_progress_mirrors_to_callback_and_kube_reporter(tmp_path, monkeypatch):
         plots=False,
     )
     assert [e["generation"] for e in seen["progress"]] == [1, 2]
-    assert seen["result"] == [result]
+    assert seen["result"] == [result] and seen["closed"] == 1
     assert [e["event"] for e in events] == ["generation", "generation", "result"]

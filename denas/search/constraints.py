@@ -1,8 +1,8 @@
 """Budgets: checked when a candidate is created, so an illegal candidate never reaches scoring.
 
 Parameters and FLOPs are counted analytically by the space.  Latency is first *predicted* from
-FLOPs by a least-squares line fitted to the latencies measured so far in this search (on this
-machine); the measurement at scoring is the truth, and a measured violation marks the candidate
+FLOPs and the structure's encoding by a ridge regression (`denas.scores.predictor`) fitted to the
+latencies measured so far in this search (on this machine); the measurement at scoring is the truth, and a measured violation marks the candidate
 infeasible (it stays in the archive, never in the result).  A prediction needs a few measurements:
 before that, latency is not pre-filtered.
 """
@@ -18,29 +18,40 @@ from denas.search.config import Constraints, SearchConfig, SearchError
 #: measured candidates needed before predicted latency pre-filters proposals
 MIN_LATENCY_POINTS = 5
 #: a proposal is rejected only when its predicted latency exceeds the budget by this factor:
-#: a FLOPs line ranks latency well (rho ~ 0.9) but its single values are rough
+#: a few-sample predictor ranks latency well but its single values are rough
 PREDICTION_SLACK = 1.25
 #: structures sampled when checking up front that the budgets can be met at all
 FEASIBILITY_SAMPLES = 300
 
 
 class LatencyPredictor:
-    """latency_ms ~ a + b * flops, fitted to (flops, measured latency) pairs."""
+    """Predicted latency of a structure from its FLOPs and encoding, fitted to this search's
+    measured candidates (`denas.scores.predictor`: additive ridge, latency ~ a + b*FLOPs + c.ops)."""
 
-    def __init__(self, points: Iterable[tuple[int, float]]):
-        pts = [(float(f), float(lat)) for f, lat in points if lat is not None]
+    def __init__(self, space: Any, records: Iterable[dict]):
+        self.space = space
+        pts = [r for r in records if r.get("latency_ms") is not None and r["latency_ms"] > 0]
         self.ready = len(pts) >= MIN_LATENCY_POINTS
-        self.a = self.b = 0.0
-        if self.ready:
-            n = len(pts)
-            mx = sum(f for f, _ in pts) / n
-            my = sum(lat for _, lat in pts) / n
-            var = sum((f - mx) ** 2 for f, _ in pts)
-            self.b = sum((f - mx) * (lat - my) for f, lat in pts) / var if var > 0 else 0.0
-            self.a = my - self.b * mx
+        self.model: Any = None
+        self.encoded = False
+        if not self.ready:
+            return
+        from denas.scores.predictor import LatencyPredictor as Ridge
 
-    def predict(self, flops: int) -> float | None:
-        return self.a + self.b * flops if self.ready else None
+        flops = [r["flops"] for r in pts]
+        latency = [r["latency_ms"] for r in pts]
+        try:
+            encodings = [space.encode(r["structure"]) for r in pts]
+            self.encoded = True
+        except NotImplementedError:
+            encodings = None
+        self.model = Ridge().fit(flops, latency, encodings)
+
+    def predict(self, structure: dict, flops: int) -> float | None:
+        if not self.ready:
+            return None
+        enc = [self.space.encode(structure)] if self.encoded else None
+        return float(self.model.predict([flops], enc)[0])
 
 
 def make_admit(space: Any, constraints: Constraints, predictor: LatencyPredictor | None = None) -> Callable:
@@ -60,7 +71,7 @@ def make_admit(space: Any, constraints: Constraints, predictor: LatencyPredictor
             if constraints.max_flops is not None and flops > constraints.max_flops:
                 return f"spec.constraints.maxFlops: {flops} > {constraints.max_flops}"
             if constraints.max_latency_ms is not None and predictor is not None:
-                predicted = predictor.predict(flops)
+                predicted = predictor.predict(structure, flops)
                 if predicted is not None and predicted > constraints.max_latency_ms * PREDICTION_SLACK:
                     return f"spec.constraints.maxLatencyMs: predicted {predicted:.3f} ms > {constraints.max_latency_ms} ms"
         return None

@@ -29,15 +29,15 @@ def kube_reporter() -> Any:
     except ImportError:
         log.warning("DENAS_RESULT_CONFIGMAP is set but denas.kube_report is not installed; not reporting")
         return None
-    return reporter_from_env()
+    return reporter_from_env(role="search", rank=0)
 
 
-def _call(reporter: Any, names: tuple[str, ...], payload: dict[str, Any]) -> None:
+def _call(reporter: Any, names: tuple[str, ...], payload: dict[str, Any] | None = None) -> None:
     for name in names:
         method = getattr(reporter, name, None)
         if callable(method):
             try:
-                method(payload)
+                method(*([] if payload is None else [payload]))
             except Exception as e:  # noqa: BLE001 - reporting must never kill the search
                 log.warning("progress reporter %s failed: %s", name, e)
             return
@@ -106,3 +106,5 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        if self.reporter is not None:
+            _call(self.reporter, ("close",))

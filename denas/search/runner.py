@@ -22,7 +22,7 @@ from denas.search.config import SearchConfig, SearchError
 from denas.search.constraints import LatencyPredictor, check_satisfiable, make_admit
 from denas.search.distributed import DistributedPool, LocalPool, default_threads, world_from_env
 from denas.search.evaluator import Evaluator, Scorer
-from denas.search.progress import Progress
+from denas.search.progress import Progress, kube_reporter
 from denas.search.strategies import Context, create, rank_records
 from denas.search.surrogate import make_surrogate_rank
 
@@ -151,7 +151,9 @@ def _coordinate(config, out_dir, resume, space, evaluator, pool, on_event, progr
         with open(out_dir / ckpt.HISTORY, "r+b") as f:  # drop lines of the generation that was lost
             f.truncate(state["history_size"])
     strategy, archive, curve = state["strategy"], state["archive"], state["curve"]
-    progress = progress or Progress(config.generations, on_event=on_event, progress_file=progress_file)
+    progress = progress or Progress(
+        config.generations, on_event=on_event, progress_file=progress_file, reporter=kube_reporter()
+    )
     started = time.monotonic() - state["elapsed_s"]
     c = config.constraints
 
@@ -159,7 +161,7 @@ def _coordinate(config, out_dir, resume, space, evaluator, pool, on_event, progr
         generation = strategy.generation
         predictor = None
         if c.max_latency_ms is not None:
-            predictor = LatencyPredictor((r["flops"], r["latency_ms"]) for r in archive.values())
+            predictor = LatencyPredictor(space, archive.values())
         ctx = Context(
             space=space,
             config=config,

@@ -1,0 +1,179 @@
+"""Scoring throughput over torch.distributed ranks (gloo on 127.0.0.1), measured on this machine.
+
+Each configuration runs `denas search` as R processes (RANK/WORLD_SIZE as in a PyTorchJob, one
+torch thread each) on nb201 (C=8, N=1, 16x16) with strategy `random`, and reads the search's own
+elapsed time from result.json (it starts once every rank has joined, so process start-up and
+imports are excluded).  Throughput = candidates scored / elapsed.
+
+1. real: the real DE-Score + latency measurement (what a search pod does), 1 vs 2 ranks;
+2. busy: a pure-CPU fake scorer (fixed work per candidate), 1 vs 2 ranks;
+3. simulated many ranks: a sleep-based fake scorer (it does not use the CPU), 1..16 ranks on the
+   2 cores, at two scoring costs, to show where coordination (broadcast / gather of pickled
+   structures and records, the strategy on rank 0) starts to matter.
+
+    python benchmarks/search_scaling.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+FIGURE = HERE / "figures" / "search_scaling.png"
+SPACE = {"channels": 8, "cells_per_stage": 1, "image_size": 16}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(ranks: int, population: int, generations: int, scorer: str | None, cost_s: float = 0.0) -> dict:
+    spec = {
+        "domain": "nb201",
+        "searchSpace": SPACE,
+        "search": {"strategy": "random", "population": population, "generations": generations, "seed": 0},
+        "score": {"batchSize": 16, "latency": {"warmup": 1, "repeats": 5}},
+        "hardware": {"ipex": "off", "bf16": "off"},
+    }
+    manifest = {
+        "apiVersion": "denas.io/v1alpha1",
+        "kind": "DeNASJob",
+        "metadata": {"name": "scaling"},
+        "spec": spec,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Path(tmp) / "job.yaml"
+        job.write_text(yaml.safe_dump(manifest))
+        port = free_port()
+        procs = []
+        for rank in range(ranks):
+            env = {
+                **os.environ,
+                "RANK": str(rank),
+                "WORLD_SIZE": str(ranks),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+                "OMP_NUM_THREADS": "1",
+                "DENAS_FAKE_SCORE_S": str(cost_s),
+            }
+            cmd = [sys.executable, "-m", "denas", "search", str(job), "--out", f"{tmp}/out", "--threads", "1"]
+            cmd += ["--no-plots", "--dist-timeout", "600"] + (["--scorer", scorer] if scorer else [])
+            procs.append(
+                subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            )
+        errors = [p.communicate(timeout=1800)[1].decode() for p in procs]
+        if any(p.returncode for p in procs):
+            raise RuntimeError(f"{ranks} ranks failed: {errors[0][-2000:]}")
+        result = json.loads((Path(tmp) / "out" / "result.json").read_text())
+    return {
+        "ranks": ranks,
+        "evaluated": result["evaluated"],
+        "elapsed_s": result["elapsed_s"],
+        "per_s": result["evaluated"] / result["elapsed_s"],
+    }
+
+
+def pair(label: str, population: int, generations: int, scorer: str | None, cost_s: float = 0.0) -> dict:
+    one = run(1, population, generations, scorer, cost_s)
+    two = run(2, population, generations, scorer, cost_s)
+    ratio = two["per_s"] / one["per_s"]
+    print(
+        f"| {label} | {one['evaluated']} | {one['per_s']:.2f} | {two['per_s']:.2f} | {ratio:.2f}x |",
+        flush=True,
+    )
+    return {"label": label, "one": one, "two": two, "ratio": ratio}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller budgets (a smoke run)")
+    args = parser.parse_args(argv)
+    pop, gens = (8, 2) if args.quick else (24, 3)
+    print(f"machine: {len(os.sched_getaffinity(0))} CPUs; load average at start {os.getloadavg()[0]:.2f}\n")
+    print("| scorer | candidates | 1 rank (cand/s) | 2 ranks (cand/s) | speed-up |")
+    print("|---|---|---|---|---|")
+    pairs = [
+        pair("real DE-Score + latency", pop, gens, None),
+        pair("busy fake, 0.1 s CPU each", pop, gens, "denas.search.fakes:busy_scorer", 0.1),
+    ]
+    print("\nsimulated ranks (sleep-based scorer: waits, uses no CPU) on this machine's cores")
+    print("| scoring cost | ranks | candidates | elapsed (s) | cand/s | speed-up vs 1 rank | efficiency |")
+    print("|---|---|---|---|---|---|---|")
+    sims: dict[float, list[dict]] = {}
+    rank_counts = [1, 2, 4, 8] if args.quick else [1, 2, 4, 8, 16]
+    for cost in (0.2, 0.02):
+        base = None
+        for ranks in rank_counts:
+            r = run(
+                ranks,
+                32 if not args.quick else 16,
+                3 if not args.quick else 2,
+                "denas.search.fakes:sleep_scorer",
+                cost,
+            )
+            base = base or r["per_s"]
+            r["speedup"] = r["per_s"] / base
+            sims.setdefault(cost, []).append(r)
+            print(
+                f"| {cost * 1000:.0f} ms | {ranks} | {r['evaluated']} | {r['elapsed_s']:.2f} | {r['per_s']:.1f} | "
+                f"{r['speedup']:.2f}x | {r['speedup'] / ranks:.0%} |",
+                flush=True,
+            )
+    plot(pairs, sims)
+    print(f"\nfigure: {FIGURE.relative_to(ROOT)}")
+    return 0
+
+
+def plot(pairs: list[dict], sims: dict[float, list[dict]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    labels = [p["label"] for p in pairs]
+    axes[0].bar(labels, [p["ratio"] for p in pairs], color="tab:blue")
+    axes[0].axhline(2.0, color="grey", ls=":", label="ideal (2 cores)")
+    axes[0].axhline(1.7, color="tab:red", ls="--", lw=1, label="target 1.7x")
+    axes[0].set_ylabel("2-rank / 1-rank throughput")
+    axes[0].set_title("2 ranks on 2 cores, 1 thread each", fontsize=10)
+    axes[0].legend(fontsize=8)
+    for cost, rows in sims.items():
+        xs = [r["ranks"] for r in rows]
+        axes[1].plot(xs, [r["speedup"] for r in rows], "o-", label=f"{cost * 1000:.0f} ms per candidate")
+    top = max(r["ranks"] for rows in sims.values() for r in rows)
+    axes[1].plot([1, top], [1, top], color="grey", ls=":", label="ideal")
+    axes[1].set_xscale("log", base=2)
+    axes[1].set_yscale("log", base=2)
+    axes[1].set_xlabel("ranks")
+    axes[1].set_ylabel("speed-up vs 1 rank")
+    axes[1].set_title("simulated ranks (sleep scorer) on 2 cores", fontsize=10)
+    axes[1].legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    FIGURE.parent.mkdir(exist_ok=True)
+    fig.savefig(FIGURE, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    t = time.monotonic()
+    code = main()
+    print(f"({time.monotonic() - t:.0f} s)")
+    sys.exit(code)
