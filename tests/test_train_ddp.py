@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -76,20 +78,30 @@ def _initial_weights() -> dict[str, torch.Tensor]:
     return _mlp().state_dict()
 
 
-def test_worker_without_a_master_fails_naming_the_address(tmp_path):
-    job = write_job(tmp_path)
+def test_worker_without_a_master_fails_naming_the_address(monkeypatch):
+    from denas.train.distributed import RendezvousError, init_distributed
+
     port = free_port()  # nothing listens here
-    env = subprocess_env() | {
-        "WORLD_SIZE": "2",
-        "RANK": "1",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-    }
-    cmd = [sys.executable, "-m", "denas.train", str(job), "--structure", json.dumps(SMALL_CNN)]
-    cmd += ["--out", str(tmp_path / "o"), "--rendezvous-timeout", "3"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 3
-    assert f"127.0.0.1:{port}" in proc.stderr and "within 3s" in proc.stderr
+    for key, value in {"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    started = time.monotonic()
+    with pytest.raises(RendezvousError) as info:
+        init_distributed("gloo", timeout_s=2)
+    assert f"127.0.0.1:{port}" in str(info.value) and "within 2s" in str(info.value)
+    assert time.monotonic() - started < 60
+
+
+def test_cli_maps_a_failed_rendezvous_to_exit_code_3(tmp_path, monkeypatch, capsys):
+    from denas.train import command
+    from denas.train.distributed import RendezvousError
+
+    def no_master(*args, **kwargs):
+        raise RendezvousError("rank 1/2 could not join the training group at master 10.0.0.1:29500 within 1s")
+
+    monkeypatch.setattr(command, "train", no_master)
+    job = write_job(tmp_path)
+    assert command.main([str(job), "--structure", json.dumps(SMALL_CNN), "--out", str(tmp_path / "o")]) == 3
+    assert "10.0.0.1:29500" in capsys.readouterr().err
 
 
 if __name__ == "__main__":

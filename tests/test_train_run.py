@@ -129,3 +129,44 @@ def test_bad_data_path_fails_with_the_path_and_layout(tmp_path, capsys, dataset,
     err = capsys.readouterr().err
     assert expected in err and "expect" in err
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_operator_reporter_gets_progress_and_final_metrics(tmp_path, monkeypatch):
+    import denas.kube_report
+
+    class FakeReporter:
+        def __init__(self):
+            self.events, self.results, self.closed = [], [], False
+
+        def progress(self, event):
+            self.events.append(event)
+
+        def result(self, metrics):
+            self.results.append(metrics)
+
+        def close(self):
+            self.closed = True
+
+    fake = FakeReporter()
+    monkeypatch.setattr(denas.kube_report, "reporter_from_env", lambda role=None, rank=None: fake)
+    job = write_job(tmp_path, epochs=2, dataset={"name": "digits", "limit": 64})
+    assert main([str(job), "--structure", STRUCTURE, "--out", str(tmp_path / "o")]) == 0
+    assert [e["epoch"] for e in fake.events] == [1, 2]
+    assert all(e["phase"] == "training" for e in fake.events)
+    assert fake.results and fake.results[0]["metric_name"] == "accuracy" and fake.closed
+
+
+@pytest.mark.skipif(
+    not __import__("denas.train.accel").train.accel.ipex_installed(), reason="needs IPEX (xeon extra)"
+)
+def test_ipex_bf16_path_trains_checkpoints_and_resumes(tmp_path):
+    job = write_job(tmp_path, epochs=1, dataset={"name": "digits", "limit": 256})
+    hw = ["--ipex", "on", "--bf16", "on"]
+    assert main([str(job), "--structure", STRUCTURE, "--out", str(tmp_path / "o"), *hw]) == 0
+    first = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert first["path"] == "ipex-bf16" and first["ipex"] and first["bf16"]
+    assert main([str(job), "--structure", STRUCTURE, "--out", str(tmp_path / "o"), "--epochs", "2", *hw]) == 0
+    second = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert second["resumed_from_epoch"] == 1 and second["epochs"] == 2
+    saved = torch.load(tmp_path / "o" / "model.pt", weights_only=False)["state_dict"]
+    assert all(v.dtype != torch.bfloat16 for v in saved.values())

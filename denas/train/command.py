@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def train_spec(spec: dict[str, Any], args: argparse.Namespace, job_name: str = "
     lr = args.lr if args.lr is not None else training.get("learningRate", 0.05)
     if optimizer == "adamw" and lr > 0.01:
         log.warning("learning rate %g is high for AdamW (domain %s); 1e-3..5e-4 is typical", lr, domain)
-    callbacks = [cb for cb in [kube_reporter()] if cb is not None]
+    reporter = kube_reporter()
     cfg = TrainConfig(
         out_dir=args.out,
         epochs=args.epochs or training.get("epochs", 3),
@@ -127,7 +128,7 @@ def train_spec(spec: dict[str, Any], args: argparse.Namespace, job_name: str = "
         rendezvous_timeout=args.rendezvous_timeout,
         checkpoint_dir=args.checkpoint_dir,
         metrics_port=args.metrics_port,
-        callbacks=callbacks,
+        callbacks=[reporter.progress] if reporter else [],
     )
     meta = {
         "job": job_name,
@@ -137,7 +138,14 @@ def train_spec(spec: dict[str, Any], args: argparse.Namespace, job_name: str = "
         "structure_source": source,
         "space_config": space.config,
     }
-    return train(lambda: _build(space, structure, data.task), data, cfg, meta)
+    try:
+        metrics = train(lambda: _build(space, structure, data.task), data, cfg, meta)
+        if reporter and os.environ.get("RANK", "0") == "0":
+            reporter.result(metrics)
+    finally:
+        if reporter:
+            reporter.close()
+    return metrics
 
 
 def _build(space: Any, structure: dict[str, Any], task: str) -> Any:

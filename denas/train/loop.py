@@ -102,11 +102,10 @@ def _train(
     model = build_model()
     params = sum(p.numel() for p in model.parameters())
     optimizer = _optimizer(model, cfg)
+    path = accel.choose_compute_path(cfg.ipex, cfg.bf16)
+    model, optimizer = accel.optimize(model, optimizer, path)  # before DDP and the scheduler, as IPEX wants
     total_steps = max(1, cfg.epochs * len(train_loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total_steps, cfg.warmup_fraction))
-    path = accel.choose_compute_path(cfg.ipex, cfg.bf16)
-    model, optimizer = accel.optimize(model, optimizer, path)
-    scheduler.optimizer = optimizer  # IPEX may hand back a new optimizer object
 
     # ---- resume -------------------------------------------------------------------------------
     start_epoch, history, resumed_from = 0, [], None

@@ -106,15 +106,13 @@ class _PrometheusMetrics:
         self.epoch.set(event["epoch"])
 
 
-def kube_reporter() -> ProgressCallback | None:
-    """The operator's ConfigMap reporter when ``DENAS_RESULT_CONFIGMAP`` is set (module is optional)."""
+def kube_reporter() -> Any | None:
+    """The operator's ConfigMap reporter (``denas.kube_report``) when ``DENAS_RESULT_CONFIGMAP`` is set.
+
+    It has ``progress(event)``, ``result(metrics)`` and ``close()``; None outside operator pods.
+    """
     try:
         from denas import kube_report
     except ImportError:
         return None
-    reporter = kube_report.reporter_from_env()
-    if reporter is None:
-        return None
-    if hasattr(reporter, "on_progress"):
-        return reporter.on_progress
-    return reporter if callable(reporter) else None
+    return kube_report.reporter_from_env(role="train")
