@@ -82,7 +82,12 @@ def test_worker_without_a_master_fails_naming_the_address(monkeypatch):
     from denas.train.distributed import RendezvousError, init_distributed
 
     port = free_port()  # nothing listens here
-    for key, value in {"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+    for key, value in {
+        "WORLD_SIZE": "2",
+        "RANK": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }.items():
         monkeypatch.setenv(key, value)
     started = time.monotonic()
     with pytest.raises(RendezvousError) as info:
