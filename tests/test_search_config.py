@@ -116,7 +116,7 @@ def test_cli_writes_result_history_plots_and_progress(tmp_path):
     best = result["best"][0]
     assert set(best) >= {"structure", "hash", "params", "flops", "latency_ms", "scores"}
     assert "de_score" in best["scores"]
-    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     gens = [e for e in events if e["event"] == "generation"]
     assert [e["generation"] for e in gens] == [1, 2]
     assert set(gens[0]) >= {"generation", "generations", "evaluated", "best_score", "elapsed_s"}
@@ -125,7 +125,7 @@ def test_cli_writes_result_history_plots_and_progress(tmp_path):
     assert sum('"candidate"' in line for line in lines) == result["evaluated"]
     assert (out / "search_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["best_hash"] == best["hash"]
+    assert events[-1]["event"] == "result" and events[-1]["best_hash"] == best["hash"]
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

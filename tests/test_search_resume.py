@@ -103,3 +103,20 @@ def test_interrupted_and_resumed_equals_uninterrupted(strategy, extra, tmp_path)
     assert best_of(resumed) == best_of(reference)
     assert resumed["pareto"] == reference["pareto"]
     assert resumed["evaluated"] == reference["evaluated"]
+
+
+def test_a_shared_score_cache_means_a_repeated_search_scores_nothing(tmp_path):
+    cache = tmp_path / "scores.jsonl"
+    first = run_search(
+        config("ea", seed=4), tmp_path / "a", scorer=load_scorer(FAKE), score_cache=cache, plots=False
+    )
+
+    def never(*args):
+        raise AssertionError("scored a structure that the shared cache holds")
+
+    again = run_search(config("ea", seed=4), tmp_path / "b", scorer=never, score_cache=cache, plots=False)
+    assert best_of(again) == best_of(first)
+    other = config("ea", seed=4)
+    other.score["batchSize"] = 8  # other score settings: the cached entries must not match
+    with pytest.raises(AssertionError, match="shared cache"):
+        run_search(other, tmp_path / "c", scorer=never, score_cache=cache, plots=False)

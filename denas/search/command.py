@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from denas.search.config import SearchConfig, SearchError
@@ -31,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1800.0,
         help="seconds any rank waits for the others (joining, or one generation's scoring) before failing",
     )
+    parser.add_argument(
+        "--score-cache",
+        help="score cache file shared between searches (default: OUT/score_cache.jsonl); entries only "
+        "match the same space, score settings and hardware",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument(
         "--scorer",
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             raise SearchError(f"--threads: Invalid value: {args.threads}: must be >= 1")
         if args.dist_timeout <= 0:
             raise SearchError(f"--dist-timeout: Invalid value: {args.dist_timeout}: must be > 0")
-        result = run_search(
+        run_search(
             config,
             args.out,
             resume=args.resume,
@@ -59,17 +63,9 @@ def run(args: argparse.Namespace) -> int:
             dist_timeout_s=args.dist_timeout,
             progress_file=args.progress_file,
             plots=not args.no_plots,
+            score_cache=args.score_cache,
         )
     except (JobValidationError, SearchError, FileNotFoundError) as e:
         print(f"denas search: error: {e}", file=sys.stderr)
         return 2
-    if result is not None:
-        best = result["best"][0] if result["best"] else None
-        summary = {
-            "out": args.out,
-            "evaluated": result["evaluated"],
-            "best_hash": best and best["hash"],
-            "best_score": best and best["fitness"],
-        }
-        print(json.dumps(summary))
     return 0

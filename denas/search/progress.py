@@ -70,7 +70,7 @@ class Progress:
         bar: bool | None = None,
     ):
         self.generations = generations
-        self.stream = stream or sys.stderr
+        self.stream = stream or sys.stdout  # like `denas train`: the local executor reads stdout
         self.on_event = on_event
         self.progress_file = Path(progress_file) if progress_file else None
         self.reporter = reporter
@@ -79,7 +79,7 @@ class Progress:
         if use_bar:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=generations, desc="search", unit="gen", file=self.stream)
+            self.bar = tqdm(total=generations, desc="search", unit="gen", file=sys.stderr)
 
     def event(self, event: dict[str, Any]) -> None:
         if self.bar is not None:

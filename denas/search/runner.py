@@ -99,6 +99,7 @@ def run_search(
     progress_file: str | Path | None = None,
     progress: Progress | None = None,
     plots: bool = True,
+    score_cache: str | Path | None = None,
 ) -> dict[str, Any] | None:
     """Run (or resume) a search; rank 0 returns the result dict, other ranks return None."""
     import torch
@@ -121,7 +122,17 @@ def run_search(
         pool = LocalPool(evaluator.evaluate)
     try:
         return _coordinate(
-            config, out_dir, resume, space, evaluator, pool, on_event, progress_file, progress, plots
+            config,
+            out_dir,
+            resume,
+            space,
+            evaluator,
+            pool,
+            on_event,
+            progress_file,
+            progress,
+            plots,
+            score_cache,
         )
     except BaseException as e:
         if isinstance(pool, DistributedPool):
@@ -131,11 +142,14 @@ def run_search(
         pool.close()
 
 
-def _coordinate(config, out_dir, resume, space, evaluator, pool, on_event, progress_file, progress, plots):
+def _coordinate(
+    config, out_dir, resume, space, evaluator, pool, on_event, progress_file, progress, plots, cache_path
+):
     prepare_out_dir(out_dir, resume)
     hardware = hardware_fingerprint()
     cache = ckpt.ScoreCache(
-        out_dir / ckpt.CACHE, f"{config.score_key()}:{json.dumps(hardware, sort_keys=True)}"
+        Path(cache_path) if cache_path else out_dir / ckpt.CACHE,
+        f"{config.score_key()}:{json.dumps(hardware, sort_keys=True)}",
     )
     state = ckpt.load_checkpoint(out_dir) if resume else None
     if state is None:
