@@ -21,9 +21,11 @@ VERBS = {
     "read": "get",
     "get": "get",
     "replace": "update",
+    "list": "list",
 }
 CORE_RESOURCES = {
     "pod": "/pods",
+    "pod_log": "/pods/log",
     "service": "/services",
     "config_map": "/configmaps",
     "persistent_volume_claim": "/persistentvolumeclaims",
@@ -49,8 +51,28 @@ def _value(node: ast.AST, names: dict[str, str]) -> str | None:
     return None
 
 
+def _receiver(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return f"{node.value.id}.{node.attr}"
+    return None
+
+
+def _api_clients(tree: ast.AST) -> set[str]:
+    """Names bound to kubernetes-client API objects: `self.core = client.CoreV1Api(...)`, `ext = ...`."""
+    receivers = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            if isinstance(func, ast.Attribute) and func.attr.endswith("Api") and func.attr != "ApiClient":
+                receivers |= {r for r in map(_receiver, node.targets) if r}
+    return receivers
+
+
 def _client_calls(tree: ast.AST, names: dict[str, str]) -> set[tuple[str, str]]:
-    """(resource, verb) of every `self.core.x(...)`-style call, also through `self._call(fn, ...)`."""
+    """(resource, verb) of every call on a kubernetes-client API object, also via `self._call(fn, ...)`."""
+    receivers = _api_clients(tree)
     needs = set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
@@ -59,18 +81,18 @@ def _client_calls(tree: ast.AST, names: dict[str, str]) -> set[tuple[str, str]]:
         if node.args and isinstance(node.args[0], ast.Attribute):  # self._call(self.core.create_..., *args)
             candidates.append((node.args[0], node.args[1:]))
         for func, args in candidates:
-            if not isinstance(func, ast.Attribute):
+            if not isinstance(func, ast.Attribute) or _receiver(func.value) not in receivers:
                 continue
-            match = CLIENT_CALL.match(func.attr)
-            if not match or match.group(1) not in VERBS:
-                continue
+            match = CLIENT_CALL.match(func.attr.removesuffix("_for_all_namespaces"))
+            assert match and match.group(1) in VERBS, f"unknown client call {func.attr} (line {node.lineno})"
             verb, _, kind, status = match.groups()
             if kind == "custom_object":
                 group, plural = _value(args[0], names), _value(args[3], names)
                 assert group and plural, f"cannot resolve the resource of {func.attr} on line {node.lineno}"
                 needs.add((f"{group}/{plural}{'/status' if status else ''}", VERBS[verb]))
-            elif kind in CORE_RESOURCES:
-                needs.add((CORE_RESOURCES[kind], VERBS[verb]))
+            else:
+                assert kind in CORE_RESOURCES, f"map {kind} (line {node.lineno}) to its RBAC resource here"
+                needs.add((CORE_RESOURCES[kind] + ("/status" if status else ""), VERBS[verb]))
     return needs
 
 
@@ -129,6 +151,28 @@ def test_the_scan_finds_the_operators_calls():
     assert ("/pods", "create") in needs and ("/pods", "watch") in needs
     assert ("denas.io/denasjobs/status", "patch") in needs
     assert ("kubeflow.org/pytorchjobs", "create") in needs
+
+
+def test_the_scan_maps_calls_to_verbs_and_refuses_what_it_cannot_map():
+    names = _names()
+    code = """
+self.core = client.CoreV1Api(api)
+ext = client.ApiextensionsV1Api(api)
+await self._call(self.core.list_namespaced_pod, ns)
+self.core.read_namespaced_pod_log(name, ns)
+self.custom.get_namespaced_custom_object(n.GROUP, n.VERSION, ns, n.PLURAL, name)
+ext.read_custom_resource_definition("x")
+self.kube.delete_pod(ns, name)  # a wrapper, not a client: ignored
+"""
+    assert _client_calls(ast.parse(code), names) == {
+        ("/pods", "list"),
+        ("/pods/log", "get"),
+        ("apiextensions.k8s.io/customresourcedefinitions", "get"),
+    }  # self.custom is not bound to a client in this snippet, so its call is not counted
+    with pytest.raises(AssertionError, match="secret"):
+        _client_calls(
+            ast.parse("self.core = client.CoreV1Api()\nself.core.read_namespaced_secret(n, ns)"), names
+        )
 
 
 def test_rbac_grants_every_call_the_operator_makes():
