@@ -14,11 +14,11 @@ from denas.spaces.base import StructureError, param_count
 
 # (space, overrides for fast builds, samples checked analytically, samples built and run)
 CASES = [
-    ("nb201", {"preset": "tiny"}, 300, 30),
-    ("cnn", {"preset": "tiny"}, 300, 30),
-    ("vit", {"preset": "tiny"}, 300, 30),
+    ("nb201", {"preset": "tiny"}, 300, 24),
+    ("cnn", {"preset": "tiny"}, 300, 24),
+    ("vit", {"preset": "tiny"}, 300, 24),
     ("bert", {"preset": "tiny"}, 300, 10),
-    ("asr", {"preset": "tiny"}, 300, 20),
+    ("asr", {"preset": "tiny"}, 300, 16),
 ]
 SPACES = [case[0] for case in CASES]
 
