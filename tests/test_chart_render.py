@@ -14,6 +14,7 @@ import helm_python as helm
 import jsonschema
 import pytest
 from deploy_support import (
+    KUBE_VERSIONS,
     ROOT,
     assert_valid,
     by_kind,
@@ -123,9 +124,12 @@ def _env(objects: list[dict]) -> dict[str, str]:
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_chart_lints_clean_in_strict_mode(scenario):
-    report = helm.lint(CHART, SCENARIOS[scenario], strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
-    problems = [m for m in report["messages"] if m["severity"] >= 2]
-    assert not report["errors"] and not problems, report
+    for version in KUBE_VERSIONS:
+        report = helm.lint(
+            CHART, SCENARIOS[scenario], strict=True, namespace=NAMESPACE, kube_version=f"v{version}.0"
+        )
+        problems = [m for m in report["messages"] if m["severity"] >= 2]
+        assert not report["errors"] and not problems, (version, report)
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))

@@ -254,3 +254,86 @@ def test_flux_snippet_targets_denasjobs_and_the_campaign_uses_it_verbatim():
     kustomization = next(d for d in flux_docs if d["kind"] == "Kustomization")
     assert kustomization["spec"]["healthCheckExprs"] == [exprs]
     assert kustomization["spec"]["wait"] is True
+
+
+# ----- against the statuses the real operator decides ----------------------------------------------
+
+
+def test_health_checks_follow_a_job_through_the_operators_own_decisions():
+    """Drive the operator's pure `decide` through a job's life and check both tools at each step."""
+    import copy
+    import json
+
+    from denas_operator import names as n
+    from denas_operator.reconcile import Observed, decide
+
+    from denas.job import load_job
+
+    body = copy.deepcopy(load_job(ROOT / "deploy" / "samples" / "digits.yaml").manifest)
+    body["metadata"].update(namespace="default", uid="uid-1", generation=1)
+    seen = []
+
+    def step(observed: Observed) -> list[dict]:
+        decision = decide(body, observed)
+        body["status"] = decision.status
+        seen.append((argocd_health(body)["status"], flux_health(body, flux_exprs())))
+        return decision.create
+
+    created = step(Observed())
+    configmaps = {o["metadata"]["name"]: o for o in created if o["kind"] == "ConfigMap"}
+    search_pods = [o for o in created if o["kind"] == "Pod"]
+    unschedulable = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/3 nodes",
+    }
+    for pod in search_pods:
+        pod["status"] = {"phase": "Pending", "conditions": [unschedulable]}
+    step(Observed(pods=search_pods, configmaps=configmaps))
+    assert "Unschedulable" in argocd_health(body)["message"]
+    for pod in search_pods:
+        pod["status"] = {"phase": "Succeeded"}
+    result = {
+        "best": [
+            {
+                "structure": {},
+                "hash": "h",
+                "params": 1,
+                "flops": 1,
+                "latency_ms": 1.0,
+                "scores": {"de_score": 1.0},
+            }
+        ]
+    }
+    configmaps[n.result_configmap("digits")]["data"] = {n.RESULT_KEY: json.dumps(result)}
+    created = step(Observed(pods=search_pods, configmaps=configmaps))
+    train_pods = [o for o in created if o["kind"] == "Pod"]
+    assert train_pods and body["status"]["phase"] == "Training"
+    for pod in train_pods:
+        pod["status"] = {"phase": "Succeeded"}
+    configmaps[n.result_configmap("digits")]["data"][n.METRICS_KEY] = json.dumps(
+        {"metric": 0.9, "metric_name": "accuracy"}
+    )
+    step(Observed(pods=search_pods + train_pods, configmaps=configmaps))
+    assert body["status"]["phase"] == "Succeeded"
+    assert seen == [
+        ("Progressing", "InProgress"),  # search pods created
+        ("Progressing", "InProgress"),  # blocked: unschedulable
+        ("Progressing", "InProgress"),  # training
+        ("Healthy", "Current"),  # done
+    ]
+
+    body["spec"]["suspend"] = True
+    body["metadata"]["generation"] = 2
+    body["status"] = {}
+    step(Observed())
+    assert seen[-1] == ("Suspended", "Current")
+
+    broken = copy.deepcopy(body)
+    broken["spec"]["search"]["population"] = 1  # the API server would reject it; an old CRD might not
+    broken["status"] = {}
+    decision = decide(broken, Observed())
+    broken["status"] = decision.status
+    assert (argocd_health(broken)["status"], flux_health(broken, flux_exprs())) == ("Degraded", "Failed")
+    assert "InvalidSpec" in argocd_health(broken)["message"]

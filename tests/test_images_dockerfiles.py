@@ -248,3 +248,32 @@ except SystemExit as exit:
     )
     assert proc.returncode == 0, f"the operator image lacks a module the operator imports:\n{proc.stderr}"
     assert "usage: denas-operator" in proc.stdout
+
+
+def test_worker_image_provides_every_command_the_operator_runs_in_pods():
+    """What the search/training pods run (`command:`) exists where the worker image installs it."""
+    import importlib.util
+
+    from denas_operator.pods import JobRef, build_search_pods, build_training_pods
+
+    from denas.job import load_job
+
+    job = load_job(ROOT / "deploy" / "samples" / "digits.yaml")
+    ref = JobRef.from_body(
+        {**job.manifest, "metadata": {**job.manifest["metadata"], "namespace": "ns"}}, job.spec
+    )
+    commands = [
+        container["command"]
+        for pod in build_search_pods(ref) + build_training_pods(ref)
+        for container in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
+    ]
+    assert commands
+    bin_dir = Path(sys.executable).parent
+    for command in commands:
+        assert (bin_dir / command[0]).exists(), f"pods run {command[0]!r}, which the worker's venv lacks"
+        if command[0] != "python":
+            assert command[0] in PYPROJECT["project"]["scripts"], (
+                f"{command[0]} is not a script of this project"
+            )
+        if command[:2] == ["python", "-m"]:
+            assert importlib.util.find_spec(command[2]), f"python -m {command[2]}: no such module"
