@@ -36,10 +36,13 @@ def split_indices(n: int, test_fraction: float, seed: int) -> tuple[list[int], l
     return order[n_test:], order[:n_test]
 
 
-def apply_limit(dataset: Dataset, limit: int | None) -> Dataset:
-    if limit is None or limit >= len(dataset):  # type: ignore[arg-type]
+def apply_limit(dataset: Dataset, limit: int | None, seed: int = 0) -> Dataset:
+    """At most ``limit`` items, drawn at random (``seed``) so that every class stays represented."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if limit is None or limit >= n:
         return dataset
-    return Subset(dataset, range(limit))
+    chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit]
+    return Subset(dataset, sorted(chosen.tolist()))
 
 
 def require_path(path: str | None, name: str, layout: str) -> Path:

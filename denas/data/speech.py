@@ -109,10 +109,10 @@ def collate_utterances(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Ten
 
 
 def _bundle(
-    name: str, train: list, test: list, config: dict[str, Any], limit: int | None, **info: Any
+    name: str, train: list, test: list, config: dict[str, Any], limit: int | None, seed: int, **info: Any
 ) -> DataBundle:
     features = LogMel(int(first(config, ["n_mels"], 80)))
-    train_set = apply_limit(Utterances(train, features), limit)
+    train_set = apply_limit(Utterances(train, features), limit, seed)
     return DataBundle(
         name=name,
         train=train_set,
@@ -141,7 +141,7 @@ def load_librispeech(
         everything = train + test
         train_idx, test_idx = split_indices(len(everything), 0.1, seed)
         train, test = [everything[i] for i in train_idx], [everything[i] for i in test_idx]
-    return _bundle("librispeech", train, test, config, limit, path=str(root), splits=sorted(by_split))
+    return _bundle("librispeech", train, test, config, limit, seed, path=str(root), splits=sorted(by_split))
 
 
 def _read_transcripts(trans: Path) -> list[tuple[Path, str]]:
@@ -207,6 +207,7 @@ def load_spoken_words(
         [items[i] for i in test_idx],
         config,
         limit,
+        seed,
         path=str(root),
         words=words,
     )

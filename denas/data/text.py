@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from denas.data.common import DataBundle, DataError, apply_limit, first, require_path, split_indices
+from denas.data.common import DataBundle, DataError, first, require_path, split_indices
 
 SYNTHETIC_CLASSES = 4
 KEYWORDS_PER_CLASS = 5
@@ -213,11 +213,12 @@ def load_squad(
             [train_records[i] for i in train_idx],
             [train_records[i] for i in test_idx],
         )
-    if limit:
-        train_records = train_records[:limit]
+    if limit and limit < len(train_records):  # encode only what is used
+        keep = split_indices(len(train_records), 0.0, seed)[0][:limit]
+        train_records = [train_records[i] for i in sorted(keep)]
     tok = load_tokenizer(tokenizer)
     seq_len = int(first(config, ["seq_len", "max_seq_len"], 128))
-    train = apply_limit(encode_squad(train_records, tok, seq_len), limit)
+    train = encode_squad(train_records, tok, seq_len)
     test = encode_squad(test_records, tok, seq_len)
     overrides = {"vocab_size": max(int(first(config, ["vocab_size"], 0)), len(tok))}
     return DataBundle(

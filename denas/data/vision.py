@@ -94,7 +94,7 @@ def load_digits(
     labels = torch.from_numpy(raw.target.astype(np.int64))
     train_idx, test_idx = split_indices(len(labels), 0.2, seed)
     full = TensorDataset(images, labels)
-    train = apply_limit(Subset(full, train_idx), limit)
+    train = apply_limit(Subset(full, train_idx), limit, seed)
     return _bundle(
         "digits", train, Subset(full, test_idx), [str(i) for i in range(10)], config, (1, 8), path="sklearn"
     )
@@ -125,7 +125,7 @@ def load_cifar10(
     x_train, y_train = _concat([reader(f) for f in train_files])
     x_test, y_test = reader(test_file)
     classes = _cifar_classes(directory)
-    train = apply_limit(TensorDataset(x_train, y_train), limit)
+    train = apply_limit(TensorDataset(x_train, y_train), limit, seed)
     return _bundle(
         "cifar10",
         train,
@@ -241,7 +241,7 @@ def load_imagefolder(
         raise DataError(
             f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found; expected {IMAGEFOLDER_LAYOUT}"
         )
-    train = apply_limit(ImageFolder(train_files, mode, image_size), limit)
+    train = apply_limit(ImageFolder(train_files, mode, image_size), limit, seed)
     test = ImageFolder(test_files, mode, image_size)
     return _bundle("imagefolder", train, test, classes, config, (in_channels, image_size), path=str(root))
 
