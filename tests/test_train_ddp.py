@@ -54,6 +54,41 @@ def test_two_processes_train_digits_well_above_chance(tmp_path):
     assert [e["epoch"] for e in lines if e.get("phase") == "training"] == [1, 2]
 
 
+def test_two_nodes_started_with_the_shared_torchrun_command(tmp_path):
+    """Two "nodes" (one torchrun each, as two pods would run) built by denas.train.envvars."""
+    from denas.train.envvars import torchrun_command, torchrun_env
+
+    job = write_job(tmp_path, epochs=2, batchSize=32, dataset={"name": "digits", "limit": 256})
+    out = tmp_path / "out"
+    port = free_port()
+    train_args = [str(job), "--structure", json.dumps(SMALL_CNN), "--out", str(out)]
+    procs = []
+    for node in (1, 0):  # the worker first: it must wait for its master, not fail
+        env = subprocess_env(threads=1) | torchrun_env("t", None, node, 2, 1, port, master_addr="127.0.0.1")
+        cmd = torchrun_command(
+            "t",
+            None,
+            node,
+            2,
+            1,
+            port,
+            master_addr="127.0.0.1",
+            train_args=train_args,
+            rendezvous_timeout=120,
+            entrypoint=["-m", "denas.train"],
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[1][1][-3000:] + outputs[0][1][-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["world_size"], metrics["nnodes"]) == (2, 2)
+    assert metrics["history"][1]["loss"] < metrics["history"][0]["loss"]
+
+
 def test_two_processes_and_one_process_reach_the_same_weights(tmp_path):
     proc = subprocess.run(
         torchrun(2, str(Path(__file__)), "--worker", str(tmp_path / "two")),
