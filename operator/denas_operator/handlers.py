@@ -84,6 +84,7 @@ def pods_by_job(namespace: str, name: str, labels: dict, meta: dict, status: dic
             "labels": dict(labels),
             "annotations": dict(meta.get("annotations") or {}),
             "deletionTimestamp": meta.get("deletionTimestamp"),
+            "uid": meta.get("uid"),
         },
         "status": dict(status),
     }
@@ -146,5 +147,5 @@ async def job_deleted(namespace: str, name: str, uid: str, **kwargs: Any) -> Non
     so their CPUs free up before the collector gets to them."""
     rec = _attach(kwargs["pods_by_job"], kwargs["configmaps_by_job"], kwargs["services_by_job"])
     for pod in list(kwargs["pods_by_job"].get((namespace, name), [])):
-        await rec.kube.delete_pod(namespace, pod["metadata"]["name"])
+        await rec.kube.delete_pod(namespace, pod["metadata"]["name"], pod["metadata"].get("uid"))
     rec.forget(namespace, name, uid)

@@ -107,13 +107,15 @@ class Kube:
             if exc.status != 404:
                 raise
 
-    async def delete_pod(self, namespace: str, name: str) -> None:
+    async def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """Delete a pod; with `uid`, only that incarnation (never a namesake created since)."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)) if uid else None
         try:
-            await self._call(self.core.delete_namespaced_pod, name, namespace)
+            await self._call(self.core.delete_namespaced_pod, name, namespace, body=options)
         except ApiException as exc:
             if exc.status == 403:
                 raise Forbidden(f"delete pods in namespace {namespace}") from exc
-            if exc.status != 404:
+            if exc.status not in (404, 409):
                 raise
 
     async def delete_pytorchjob(self, namespace: str, name: str) -> None:
@@ -295,7 +297,7 @@ class Reconciler:
         body = {**body, "status": copy.deepcopy(old_status)}
         obs = await self.observe(body)
         decision = decide(body, obs, datetime.now(UTC))
-        await self.apply(ns, name, decision)
+        await self.apply(ns, name, decision, obs.pods)
         new_status = decision.status
         patch = merge_patch(old_status, new_status)
         if patch:
@@ -311,7 +313,7 @@ class Reconciler:
             log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", ns, name)
             await self.kube.delete_job(ns, name)
 
-    async def apply(self, ns: str, name: str, d: Decision) -> None:
+    async def apply(self, ns: str, name: str, d: Decision, observed_pods: list[dict[str, Any]]) -> None:
         try:
             for obj in d.create:
                 await self.kube.create(obj)
@@ -319,8 +321,9 @@ class Reconciler:
                     self._created[(ns, obj["metadata"]["name"])] = (time.monotonic(), obj)
             for obj in d.replace:
                 await self.kube.replace_configmap(obj)
+            uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in observed_pods}
             for pod in dict.fromkeys(d.delete_pods):
-                await self.kube.delete_pod(ns, pod)
+                await self.kube.delete_pod(ns, pod, uids.get(pod))
                 self._deleted[(ns, pod)] = time.monotonic()
                 self._created.pop((ns, pod), None)
             if d.delete_pytorchjob:

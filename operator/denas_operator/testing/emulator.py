@@ -138,6 +138,17 @@ class DenasEmulator(kmock.KubernetesEmulator):
         if key not in self.objects or self.objects[key].deleted:
             return
         current = self.objects[key].raw
+        # A uid in the body is a precondition: it never applies to a namesake re-created since.
+        expected_uid = (data.get("preconditions") or {}).get("uid") or meta.get("uid")
+        if expected_uid and expected_uid != current.get("metadata", {}).get("uid"):
+            raise kmock.KubernetesError(
+                status=409,
+                reason="Conflict",
+                message=f"Precondition failed: UID in precondition: {expected_uid}",
+            )
+        if request.action == enums.action.DELETE:
+            request.data.clear()
+            return
         if request.subresource == "status":
             for field in list(data):
                 if field not in ("status", "metadata"):

@@ -29,6 +29,13 @@ def _arg(argv: list[str], flag: str) -> str | None:
     return None
 
 
+def _write(path: Path, value: dict) -> None:
+    """Atomic, as real checkpoints must be: a SIGKILL mid-write leaves the old file intact."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
+
+
 def _job(argv: list[str], verb: str) -> dict:
     path = argv[argv.index(verb) + 1]
     return yaml.safe_load(Path(path).read_text())["spec"]
@@ -47,7 +54,7 @@ def search(argv: list[str]) -> int:
     reporter = reporter_from_env(role="search", rank=rank)
     for gen in range(start + 1, gens + 1):
         time.sleep(float(knobs.get("generationSeconds", 0.2)))
-        ckpt.write_text(json.dumps({"generation": gen}))
+        _write(ckpt, {"generation": gen})
         if reporter:
             reporter.progress(
                 {
@@ -94,7 +101,7 @@ def train(argv: list[str]) -> int:
     reporter = reporter_from_env(role="train", rank=node_rank)
     for epoch in range(start + 1, epochs + 1):
         time.sleep(float(knobs.get("epochSeconds", 0.2)))
-        ckpt.write_text(json.dumps({"epoch": epoch}))
+        _write(ckpt, {"epoch": epoch})
         if reporter:
             reporter.progress(
                 {

@@ -162,12 +162,13 @@ class Kubelet:
                 running.done = True
 
     def _patch_status(self, pod: RunningPod, status: dict[str, Any]) -> None:
+        if pod.killed:
+            return  # deleted: a namesake may exist by now, and it is not ours to report on
+        body = {"metadata": {"uid": pod.uid}, "status": status}  # uid: a precondition
         try:
-            self.core.patch_namespaced_pod_status(
-                pod.name, pod.namespace, {"status": status}, _request_timeout=10
-            )
+            self.core.patch_namespaced_pod_status(pod.name, pod.namespace, body, _request_timeout=10)
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):
                 log.warning("kubelet could not patch %s: %s", pod.name, exc.reason)
 
     def _admit(self, pod: Any, listed: list[Any]) -> None:
