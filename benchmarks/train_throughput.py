@@ -5,7 +5,7 @@
 1. cnn on digits: a searched-like structure (best of a result.json, or a mid-size sampled one)
    vs a ResNet-18-like baseline (stem 64, four stages of two residual 3x3 basic blocks, 64-512
    channels), same recipe (SGD, lr 0.05, global batch 64, cosine schedule, same epochs).
-2. bert on synthetic-text: a mid-size sampled structure vs a BERT-small-like baseline
+2. bert on synthetic-text: a mid-size sampled structure no larger than the baseline vs a BERT-small-like baseline
    (4 layers, hidden 512, 8 heads, FFN 2048), same recipe (AdamW, lr 1e-3, batch 32, seq 64).
 3. compute paths on the two baselines: stock fp32 vs stock bf16 autocast vs IPEX fp32 vs IPEX bf16.
 
@@ -38,14 +38,29 @@ CNN_BASELINE_SPACE = {"in_channels": 1, "image_size": 8}  # the default cnn spac
 BERT_SPACE = {"seq_len": 64}
 
 
-def mid_size(domain: str, overrides: dict[str, Any], n: int = 9, seed: int = 0) -> dict[str, Any]:
-    """The median-parameter structure of ``n`` samples: a stand-in for a typical search winner."""
+def mid_size(
+    domain: str, overrides: dict[str, Any], n: int = 9, seed: int = 0, max_params: int | None = None
+) -> dict[str, Any]:
+    """The median-parameter structure of ``n`` samples within ``max_params``: a typical search winner."""
     import denas.spaces
 
     space = denas.spaces.get(domain, overrides)
     rng = random.Random(seed)
-    samples = sorted((space.sample(rng) for _ in range(n)), key=space.count_params)
-    return samples[n // 2]
+    samples: list[dict[str, Any]] = []
+    for _ in range(1000 * n):
+        s = space.sample(rng)
+        if max_params is None or space.count_params(s) <= max_params:
+            samples.append(s)
+        if len(samples) == n:
+            break
+    samples.sort(key=space.count_params)
+    return samples[len(samples) // 2]
+
+
+def param_count(domain: str, overrides: dict[str, Any], structure: dict[str, Any]) -> int:
+    import denas.spaces
+
+    return denas.spaces.get(domain, overrides).count_params(structure)
 
 
 def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +131,8 @@ def main() -> int:
         )
     else:
         searched, searched_space = mid_size("cnn", {"preset": "digits"}), {"preset": "digits"}
-    bert_searched = mid_size("bert", BERT_SPACE)
+    # a search runs under a budget: candidates no larger than the baseline (DE-NAS's usual setting)
+    bert_searched = mid_size("bert", BERT_SPACE, max_params=param_count("bert", BERT_SPACE, BERT_SMALL_LIKE))
     stock = {"ipex": "off", "bf16": "off"}
     cnn = {
         "domain": "cnn",

@@ -174,7 +174,8 @@ def _train(
         progress.end_epoch()
         loss_sum, seen = all_reduce_sum([loss_sum, seen], info)
 
-        metric, test_loss = evaluate(ddp_model, test_loader, task, path, info)
+        # the bare model: shards may differ by a batch, and DDP's forward would wait for the others
+        metric, test_loss = evaluate(model, test_loader, task, path, info)
         record = {
             "epoch": epoch + 1,
             "loss": loss_sum / max(seen, 1),
