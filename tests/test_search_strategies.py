@@ -171,3 +171,12 @@ def test_surrogate_prefilters_proposals_without_changing_the_budget(tmp_path):
     without = run_search(plain, tmp_path / "p", scorer=load_scorer(FAKE), plots=False)
     assert with_s["evaluated"] == without["evaluated"]
     assert with_s["best"][0]["fitness"] >= without["best"][0]["fitness"] - 1e-9
+
+
+def test_analytic_warmup_ranks_the_pool_by_size_without_scoring_it():
+    space = BitSpace(16)
+    s = create(toy_config("ea", population=6, warmup=200, warmupProxy="params", seed=0))
+    archive = drive(s, space, 1)
+    assert len(archive) == 6  # only the population is scored
+    sizes = sorted(space.count_params(r["structure"]) for r in archive.values())
+    assert min(sizes) >= 100 + 11  # the top 3% of 200 random 16-bit strings: mean 108, sd 2

@@ -45,6 +45,9 @@ class SearchConfig:
     mutation_prob: float = 0.3
     aging: bool = False
     warmup: int = 0
+    #: how the warm-up pool is ranked: "score" (scored, counts as evaluations) or a free analytic
+    #: size ("params" / "flops": largest first, within the budgets; no scoring spent)
+    warmup_proxy: str = "score"
     move_proposals: int = 0
     surrogate: bool = False
     constraints: Constraints = field(default_factory=Constraints)
@@ -96,6 +99,7 @@ class SearchConfig:
             mutation_prob=search.get("mutationProb", 0.3),
             aging=bool(search.get("aging", False)),
             warmup=search.get("warmup", 0),
+            warmup_proxy=search.get("warmupProxy", "score"),
             move_proposals=search.get("moveProposals", 0),
             surrogate=bool(search.get("surrogate", False)),
             constraints=Constraints(cons.get("maxParams"), cons.get("maxFlops"), cons.get("maxLatencyMs")),
@@ -120,6 +124,11 @@ class SearchConfig:
         _int_at_least("spec.search.seed", self.seed, 0)
         _int_at_least("spec.search.topK", self.top_k, 1)
         _int_at_least("spec.search.warmup", self.warmup, 0)
+        if self.warmup_proxy not in ("score", "params", "flops"):
+            raise SearchError(
+                f"spec.search.warmupProxy: Unsupported value: {self.warmup_proxy!r}: supported values: "
+                "score, params, flops"
+            )
         _int_at_least("spec.search.moveProposals", self.move_proposals, 0)
         for name, value in (("selectNum", self.select_num), ("mutationNum", self.mutation_num)):
             if value is not None:
@@ -202,6 +211,7 @@ class SearchConfig:
                 "mutationProb": self.mutation_prob,
                 "aging": self.aging,
                 "warmup": self.warmup,
+                "warmupProxy": self.warmup_proxy,
                 "moveProposals": self.move_proposals,
                 "surrogate": self.surrogate,
             },
