@@ -275,10 +275,9 @@ class Reconciler:
         for cm in self._store(self.configmaps, (ns, name)):
             obs.configmaps[cm["metadata"]["name"]] = cm
         obs.services = {svc for svc in self._store(self.services, (ns, name))}
-        spec = body.get("spec") or {}
-        claim = (
-            (spec.get("storage") or {}).get("claimName") if isinstance(spec.get("storage"), dict) else None
-        )
+        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        storage = spec.get("storage") if isinstance(spec.get("storage"), dict) else {}
+        claim = storage.get("claimName")
         if claim and isinstance(claim, str):
             obs.pvc_missing = await self.kube.pvc_missing(ns, claim)
         training = spec.get("training") if isinstance(spec.get("training"), dict) else {}

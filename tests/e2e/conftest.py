@@ -74,7 +74,10 @@ class Cluster:
         }
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, manifest)
+        # Strict: a real API server rejects unknown fields instead of pruning them silently.
+        return self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, manifest, field_validation="Strict"
+        )
 
     def get(self, name: str) -> dict[str, Any] | None:
         try:
