@@ -180,3 +180,24 @@ def test_analytic_warmup_ranks_the_pool_by_size_without_scoring_it():
     assert len(archive) == 6  # only the population is scored
     sizes = sorted(space.count_params(r["structure"]) for r in archive.values())
     assert min(sizes) >= 100 + 11  # the top 3% of 200 random 16-bit strings: mean 108, sd 2
+
+
+@pytest.mark.parametrize("domain", ["cnn", "vit"])
+@pytest.mark.parametrize("strategy", ["ea", "bo"])
+def test_strategies_search_variable_depth_spaces_within_budget(domain, strategy, tmp_path):
+    from search_support import spec
+
+    s = spec(strategy, domain=domain, population=6, generations=2)
+    cfg = SearchConfig.from_spec(s)
+    from denas.search.runner import load_space
+
+    space = load_space(cfg)
+    import random
+
+    sizes = sorted(space.count_params(space.sample(random.Random(i))) for i in range(40))
+    cfg.constraints = type(cfg.constraints)(max_params=sizes[len(sizes) // 2])  # half the space is legal
+    result = run_search(cfg, tmp_path, scorer=load_scorer(FAKE), plots=False)
+    assert result["evaluated"] >= 6
+    for r in result["best"]:
+        space.validate(r["structure"])
+        assert r["params"] <= cfg.constraints.max_params

@@ -183,6 +183,7 @@ def _coordinate(
             archive=archive,
             surrogate_rank=make_surrogate_rank(space, archive, config.seed) if config.surrogate else None,
         )
+        logged = len(getattr(strategy, "parent_log", ()))
         structures = strategy.ask(ctx)
         hashes = [space.hash(s) for s in structures]
         todo: dict[str, dict] = {}
@@ -208,8 +209,9 @@ def _coordinate(
             "best_score": best_score,
             "elapsed_s": round(time.monotonic() - started, 3),
         }
-        if getattr(strategy, "parent_log", None):
-            event["parents"] = sorted({h for g, ps in strategy.parent_log if g == generation for h in ps})
+        parents = {h for _, ps in getattr(strategy, "parent_log", ())[logged:] for h in ps}
+        if parents:  # which population members this generation's children came from
+            event["parents"] = sorted(parents)
         if ctx.rejected:
             event["rejected"] = dict(ctx.rejected)
         curve.append({k: event[k] for k in ("generation", "evaluated", "best_score")})
