@@ -1,0 +1,68 @@
+"""Per-domain (median, spread) of the transformed DE-Score components (`descore.CALIBRATION`).
+
+Scores N random structures of each space (default configuration, or the named preset) on the
+CRD's default synthetic batch (16) and prints the median and robust spread (IQR/1.349) of every
+transformed component: the absolute DE-Score turns each component into its estimated percentile
+Phi((t - median) / spread), so that a weight means the same thing for every component.
+
+    OMP_NUM_THREADS=1 python benchmarks/calibrate_scales.py [--n 8] [cnn nb201 vit bert asr]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+
+import denas.scores as scores
+from denas import spaces
+
+
+def calibrate(domain: str, n: int, preset: str | None) -> dict[str, tuple[float, float]]:
+    space = spaces.get(domain, {"preset": preset} if preset else None)
+    rng = random.Random(7)
+    x, y = space.example_inputs(16, seed=0)
+    rows = []
+    start = time.time()
+    for i in range(n):
+        torch.manual_seed(i)
+        values = scores.score_model(space.build(space.sample(rng)), x, y)
+        rows.append({c: scores.transform(c, values[c]) for c in scores.COMPONENTS})
+        print(
+            f"{domain}: {i + 1}/{n} ({(time.time() - start) / (i + 1):.1f} s each)",
+            file=sys.stderr,
+            flush=True,
+        )
+    # robust spread (IQR / 1.349 = std for a Gaussian): degenerate structures (a disconnected
+    # cell, zero gradient) sit at log(1e-300) and would otherwise dominate a plain std
+    out = {}
+    for c in scores.COMPONENTS:
+        v = [r[c] for r in rows]
+        out[c] = (
+            round(float(np.median(v)), 3),
+            round(float(np.subtract(*np.percentile(v, [75, 25]))) / 1.349, 3),
+        )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("domains", nargs="*", default=["cnn", "nb201", "vit", "bert", "asr"])
+    parser.add_argument("--n", type=int, default=12)
+    parser.add_argument("--preset", help="a preset of every listed space")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for domain in args.domains:
+        print(json.dumps({domain: calibrate(domain, args.n, args.preset)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

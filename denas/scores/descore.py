@@ -1,0 +1,184 @@
+"""DE-Score: the train-free components, made comparable, then weighted.
+
+Raw DE-NAS adds a Zen-score of order 1e-4..0.1 to an NTK condition number of order 5..25, so its
+CNN score is in practice just the condition number. Here every component first goes through a
+monotone transform onto a log scale, oriented so that higher is better:
+
+    t(expressivity) = expressivity              (Zen-score is already a log)
+    t(complexity)   = -log(condition number)    (well-conditioned is better)
+    t(diversity)    = log(diversity)
+    t(saliency)     = log(synflow)
+    t(latency)      = -log(latency_ms)          (only if the user gives it a weight)
+
+Absolute form, for one model (what ``score_model`` returns under "de_score"):
+
+    de_score = sum_c w_c * C((t_c - m_c) / s_c),   C(z) = 1/2 + atan(z) / pi
+
+``m_c`` and ``s_c`` are the domain's median and robust spread (IQR / 1.349) of ``t_c`` over
+random structures of its space (``CALIBRATION``, measured by benchmarks/calibrate_scales.py).
+``C`` (the Cauchy CDF) makes each term a percentile-like value in (0, 1): one unit of weight
+means the same for every component, and a degenerate network (zero gradient: log 0) cannot drown
+the others with an unbounded value — the DE-NAS failure (its CNN score is just the NTK term) in
+another guise. Unlike a Gaussian CDF, ``C`` keeps ordering models several spreads away from the
+calibration centre (a preset of much smaller networks, an uncalibrated domain): on the NB201
+tuning sample a 3-spread miscalibration costs it 0.05 of Spearman and the Gaussian CDF 0.15.
+``de_score`` lies in ``(0, sum w)``. Domains without a calibration use ``default`` (the `cnn` space's); a weighted
+proxy with no calibration anywhere enters linearly, ``w * t``.
+
+Population form (``combine_ranked``), what a search should use to compare candidates: every
+weighted component's transformed values are replaced by their ranks scaled to [0, 1] (ties share
+the mean rank), so no component can drown the others whatever its numeric range:
+
+    de_rank_i = sum_c w_c * (rank_c(i) - 1) / (n - 1)
+
+Any registered proxy may carry a weight (``TRANSFORMS`` says how it is put on a log scale).
+The per-domain default weights below are documented with the benchmark that chose them in
+benchmarks/README_scores.md; weights a user gives replace the defaults key by key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from scipy.stats import rankdata
+
+COMPONENTS = ("expressivity", "complexity", "diversity", "saliency")
+_TINY = 1e-300
+
+
+def _log(v: float) -> float:
+    return math.log(max(v, _TINY))
+
+
+def _neg_log(v: float) -> float:
+    return -math.log(max(v, _TINY))
+
+
+def _identity(v: float) -> float:
+    return v
+
+
+TRANSFORMS = {
+    "expressivity": _identity,
+    "complexity": _neg_log,
+    "diversity": _log,
+    "saliency": _log,
+    "latency": _neg_log,
+    "synflow": _log,
+    "snip": _log,
+    "grad_norm": _log,
+    "fisher": _log,
+    "params": _log,
+    "flops": _log,
+    "grasp": _identity,
+    "jacob_cov": _identity,
+    "naswot": _identity,
+    "zico": _identity,
+}
+
+# nb201: grid-searched on a 100-cell tuning sample disjoint from the 500 reported cells
+# (benchmarks/proxy_correlation.py); cnn: the nb201 weights unchanged, so that the digits
+# benchmark is a held-out test; transformer domains: equal weights (no ground truth here).
+_CNN_WEIGHTS = {"expressivity": 0.5, "complexity": 1.0, "saliency": 0.5}
+_EQUAL = {"expressivity": 1.0, "complexity": 1.0, "diversity": 1.0, "saliency": 1.0}
+DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
+    "default": dict(_CNN_WEIGHTS),
+    "nb201": dict(_CNN_WEIGHTS),
+    "cnn": dict(_CNN_WEIGHTS),
+    "vit": dict(_EQUAL),
+    "bert": dict(_EQUAL),
+    "asr": dict(_EQUAL),
+}
+
+# (median, robust spread) of each transformed component over random structures of each space,
+# from benchmarks/calibrate_scales.py (nb201: its tuning sample). `latency` is a generic guess:
+# 10 ms in the middle, one e-fold per spread.
+_LATENCY = {"latency": (-math.log(10.0), 1.0)}
+CALIBRATION: dict[str, dict[str, tuple[float, float]]] = {
+    "nb201": {
+        "expressivity": (121.23, 69.58),
+        "complexity": (-3.696, 2.291),
+        "diversity": (7.906, 1.202),
+        "saliency": (55.01, 16.40),
+        **_LATENCY,
+    },
+}
+CALIBRATION["default"] = CALIBRATION["nb201"]
+
+
+class WeightError(ValueError):
+    """A weight names no known proxy or is not a finite number."""
+
+
+def default_weights(domain: str | None = None) -> dict[str, float]:
+    return dict(DEFAULT_WEIGHTS.get(domain or "default", DEFAULT_WEIGHTS["default"]))
+
+
+def resolve_weights(
+    weights: Mapping[str, float] | str | None = None, domain: str | None = None
+) -> dict[str, float]:
+    """Domain defaults (``weights`` may itself be a domain name) updated by the given weights."""
+    if isinstance(weights, str):
+        domain, weights = weights, None
+    resolved = default_weights(domain)
+    for name, w in (weights or {}).items():
+        if name not in TRANSFORMS:
+            raise WeightError(
+                f"score.weights.{name}: unknown proxy; weightable proxies: {', '.join(sorted(TRANSFORMS))}"
+            )
+        if not isinstance(w, (int, float)) or not math.isfinite(w):
+            raise WeightError(f"score.weights.{name}: must be a finite number, got {w!r}")
+        resolved[name] = float(w)
+    return {k: v for k, v in resolved.items() if v != 0.0}
+
+
+def transform(name: str, value: float) -> float:
+    try:
+        return TRANSFORMS[name](float(value))
+    except KeyError:
+        raise WeightError(f"no DE-Score transform for proxy '{name}'") from None
+
+
+def calibration(domain: str | None = None) -> dict[str, tuple[float, float]]:
+    """(median, spread) per transformed proxy: the domain's, completed by the default's."""
+    return {**CALIBRATION["default"], **CALIBRATION.get(domain or "default", {})}
+
+
+def percentile(name: str, value: float, domain: str | None = None) -> float:
+    """Percentile-like standing of a proxy value among random structures of the domain's space."""
+    center, spread = calibration(domain)[name]
+    return 0.5 + math.atan((transform(name, value) - center) / spread) / math.pi
+
+
+def combine(values: Mapping[str, float], weights: Mapping[str, float], domain: str | None = None) -> float:
+    """The absolute DE-Score of one model from its proxy values, calibrated for ``domain``."""
+    missing = [k for k in weights if k not in values]
+    if missing:
+        raise WeightError(f"cannot combine: no value for weighted proxies {missing}")
+    known = calibration(domain)
+    return float(
+        sum(
+            w * (percentile(k, values[k], domain) if k in known else transform(k, values[k]))
+            for k, w in weights.items()
+        )
+    )
+
+
+def combine_ranked(population: Sequence[Mapping[str, float]], weights: Mapping[str, float]) -> list[float]:
+    """Rank-normalised DE-Score of each member of a population (higher is better)."""
+    n = len(population)
+    if n == 0:
+        return []
+    scores = [0.0] * n
+    for name, w in weights.items():
+        missing = [i for i, v in enumerate(population) if name not in v]
+        if missing:
+            raise WeightError(
+                f"cannot combine: candidate {missing[0]} has no value for weighted proxy '{name}'"
+            )
+        t = [transform(name, v[name]) for v in population]
+        ranks = rankdata(t) if n > 1 else [1.0]
+        for i, r in enumerate(ranks):
+            scores[i] += w * ((r - 1.0) / (n - 1) if n > 1 else 0.5)
+    return scores
