@@ -8,7 +8,9 @@ Triggers (all level-based, all converge on `Reconciler.trigger(namespace, job)`)
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -53,6 +55,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 16
+    # API calls of many jobs' reconciles run in threads (the official client is synchronous).
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, thread_name_prefix="denas-api"))
     _configure_client()
     _reconciler()
     if RUNTIME.metrics_port:
@@ -76,7 +80,7 @@ def _configure_client() -> None:
 
 
 @kopf.index("pods", labels=CHILD)
-def pods_by_job(namespace: str, name: str, labels: dict, meta: dict, status: dict, **_: Any) -> dict:
+async def pods_by_job(namespace: str, name: str, labels: dict, meta: dict, status: dict, **_: Any) -> dict:
     pod = {
         "metadata": {
             "name": name,
@@ -92,7 +96,9 @@ def pods_by_job(namespace: str, name: str, labels: dict, meta: dict, status: dic
 
 
 @kopf.index("configmaps", labels=CHILD)
-def configmaps_by_job(namespace: str, name: str, labels: dict, meta: dict, body: kopf.Body, **_: Any) -> dict:
+async def configmaps_by_job(
+    namespace: str, name: str, labels: dict, meta: dict, body: kopf.Body, **_: Any
+) -> dict:
     cm = {
         "metadata": {"name": name, "annotations": dict(meta.get("annotations") or {})},
         # The spec ConfigMap's text is never read back (its hash annotation says enough).
@@ -102,7 +108,7 @@ def configmaps_by_job(namespace: str, name: str, labels: dict, meta: dict, body:
 
 
 @kopf.index("services", labels=CHILD)
-def services_by_job(namespace: str, name: str, labels: dict, **_: Any) -> dict:
+async def services_by_job(namespace: str, name: str, labels: dict, **_: Any) -> dict:
     return {(namespace, labels[n.LABEL_JOB]): name}
 
 

@@ -314,10 +314,15 @@ class Reconciler:
 
     async def apply(self, ns: str, name: str, d: Decision, observed_pods: list[dict[str, Any]]) -> None:
         try:
-            for obj in d.create:
-                await self.kube.create(obj)
-                if obj["kind"] == "Pod":
-                    self._created[(ns, obj["metadata"]["name"])] = (time.monotonic(), obj)
+            # ConfigMaps and Services before the pods that mount and resolve them; each tier at once.
+            for tier in (
+                [o for o in d.create if o["kind"] != "Pod"],
+                [o for o in d.create if o["kind"] == "Pod"],
+            ):
+                await asyncio.gather(*(self.kube.create(obj) for obj in tier))
+                for obj in tier:
+                    if obj["kind"] == "Pod":
+                        self._created[(ns, obj["metadata"]["name"])] = (time.monotonic(), obj)
             for obj in d.replace:
                 await self.kube.replace_configmap(obj)
             uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in observed_pods}

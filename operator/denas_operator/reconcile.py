@@ -17,6 +17,7 @@ Spec edits while the job runs (documented in the operator README):
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,19 +82,33 @@ def _parse_ts(text: str | None) -> datetime | None:
 def validate_body(body: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
     """The defaulted spec, or the API server's error lines for a spec that skipped validation."""
     meta = body.get("metadata") or {}
-    manifest = {
-        "apiVersion": body.get("apiVersion", JOB_API_VERSION),
-        "kind": body.get("kind", JOB_KIND),
-        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace") or "default"},
-        "spec": copy.deepcopy(body.get("spec")),
-    }
-    if manifest["spec"] is None:
-        return None, ["spec: Required value"]
+    key = json.dumps(
+        [
+            body.get("apiVersion", JOB_API_VERSION),
+            body.get("kind", JOB_KIND),
+            meta.get("name"),
+            body.get("spec"),
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    spec, errors = _validate_cached(key)
+    return copy.deepcopy(spec), list(errors)
+
+
+@functools.lru_cache(maxsize=2048)
+def _validate_cached(key: str) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+    # Validation (schema + CEL) costs milliseconds and the spec only changes with the generation:
+    # the level-based timer re-validates nothing it has seen before.
+    api_version, kind, name, spec = json.loads(key)
+    manifest = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": spec}
+    if spec is None:
+        return None, ("spec: Required value",)
     try:
         errors = validate_manifest(manifest)
     except Exception as exc:  # a validator crash must not take the operator down
-        return None, [f"spec: Invalid value: {exc}"]
-    return (None, errors) if errors else (manifest["spec"], [])
+        return None, (f"spec: Invalid value: {exc}",)
+    return (None, tuple(errors)) if errors else (manifest["spec"], ())
 
 
 def _read_json(cm: dict[str, Any] | None, key: str) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ import json
 import re
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -91,6 +92,8 @@ class DenasEmulator(kmock.KubernetesEmulator):
     instant_pods: bool = False
     _rv: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _status_subresources: set = attrs.field(factory=set, init=False)
+    # (plural, namespace, name) -> time.monotonic() of the first create: benchmarks read it.
+    created_at: dict = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -129,6 +132,9 @@ class DenasEmulator(kmock.KubernetesEmulator):
             meta["creationTimestamp"] = _now()
             meta["generation"] = 1
             meta["resourceVersion"] = str(next(self._rv))
+            self.created_at.setdefault(
+                (request.resource.plural, meta.get("namespace"), meta.get("name")), time.monotonic()
+            )
             if request.resource in self._status_subresources:
                 data.pop("status", None)
             if request.resource == kmock.resource("v1/pods"):
@@ -189,6 +195,11 @@ class DenasEmulator(kmock.KubernetesEmulator):
         request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": str(next(self._rv))})
 
     async def _handle(self, request: kmock.Request) -> Any:
+        # kmock matches each request against its whole request history (for assertions we never
+        # make): cost grows with every request served. Keep a short tail, including this one.
+        del self._requests[:-32]
+        for payload in self._payloads:
+            del payload._requests[:-32]
         modifying = request.resource is not None and request.action in (
             enums.action.CREATE,
             enums.action.UPDATE,
@@ -203,10 +214,18 @@ class DenasEmulator(kmock.KubernetesEmulator):
 
     async def _after_write(self, request: kmock.Request) -> None:
         async with self._lock:
-            for obj in self.objects.values():  # kmock keeps every version; tests need the last
-                if len(obj.history) > 4:
-                    del obj.history[:-2]
-            if request.action != enums.action.CREATE:
+            meta = request.data.get("metadata", {}) if isinstance(request.data, dict) else {}
+            key = (
+                request.resource,
+                request.namespace or meta.get("namespace"),
+                request.name or meta.get("name"),
+            )
+            if key in self.objects:
+                history = self.objects[key].history  # kmock keeps every version; only the last matters
+                if len(history) > 4:
+                    del history[:-2]
+            gone = key in self.objects and self.objects[key].deleted
+            if request.action == enums.action.DELETE or (request.action == enums.action.UPDATE and gone):
                 await self._collect_garbage()
         if (
             self.instant_pods
