@@ -29,9 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
-from kubernetes import client, config
-
 from denas_operator.testing.emulator import EmulatorServer
+from kubernetes import client, config
 
 GROUP, VERSION, PLURAL = "denas.io", "v1alpha1", "denasjobs"
 
