@@ -103,6 +103,8 @@ def _train(
     params = sum(p.numel() for p in model.parameters())
     optimizer = _optimizer(model, cfg)
     path = accel.choose_compute_path(cfg.ipex, cfg.bf16)
+    if info.is_master:
+        log.info("compute path %s (%s); %d thread(s) per process", path.name, path.reason, threads)
     model, optimizer = accel.optimize(model, optimizer, path)  # before DDP and the scheduler, as IPEX wants
     total_steps = max(1, cfg.epochs * len(train_loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total_steps, cfg.warmup_fraction))
