@@ -53,7 +53,7 @@ def write_job(path: Path, spec_: dict[str, Any], name: str = "search-test") -> P
     return path
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, **popen: Any):
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, **popen: Any):
     """Run `python -m denas search ...`; returns the CompletedProcess (or a Popen with popen=True)."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
     full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})

@@ -28,7 +28,7 @@ def _job(tmp_path, **search):
 
 def test_one_and_two_ranks_give_the_same_result_with_the_real_scorer(tmp_path):
     job = _job(tmp_path, population=4, generations=2, seed=2)
-    single = cli(str(job), "--out", str(tmp_path / "one"), "--threads", "1", "--no-plots", timeout=240)
+    single = cli(str(job), "--out", str(tmp_path / "one"), "--threads", "1", "--no-plots", timeout=400)
     assert single.returncode == 0, single.stderr
 
     port = free_port()
@@ -48,7 +48,7 @@ def test_one_and_two_ranks_give_the_same_result_with_the_real_scorer(tmp_path):
         for rank in range(2)
     ]
     for p in procs:
-        p.wait(240)
+        p.wait(400)
     assert [p.returncode for p in procs] == [0, 0], procs[0].stderr.read() + procs[1].stderr.read()
     one, two = read_result(tmp_path / "one"), read_result(tmp_path / "two")
     assert best_of(one) == best_of(two)
@@ -83,7 +83,7 @@ def test_a_dead_rank_fails_the_generation_with_a_clear_error_instead_of_hanging(
     job = _job(tmp_path, population=8, generations=50)
     port, progress = free_port(), tmp_path / "progress.json"
     env = {"DENAS_FAKE_SCORE_S": "0.2"}
-    common = ["--out", str(tmp_path / "out"), "--scorer", SLEEP, "--threads", "1", "--dist-timeout", "60"]
+    common = ["--out", str(tmp_path / "out"), "--scorer", SLEEP, "--threads", "1", "--dist-timeout", "600"]
     rank0 = cli(
         str(job),
         *common,
@@ -94,10 +94,10 @@ def test_a_dead_rank_fails_the_generation_with_a_clear_error_instead_of_hanging(
     )
     rank1 = cli(str(job), *common, env={**env, **rank_env(1, 2, port)}, background=True)
     try:
-        wait_for(lambda: progress_generation(progress) >= 1, 90, "the first generation", [rank0, rank1])
+        wait_for(lambda: progress_generation(progress) >= 1, 300, "the first generation", [rank0, rank1])
         rank1.send_signal(signal.SIGKILL)
         started = time.monotonic()
-        rank0.wait(45)  # far below --dist-timeout: a dead peer is noticed, not waited out
+        rank0.wait(150)  # far below --dist-timeout: a dead peer is noticed, not waited out
         waited = time.monotonic() - started
     finally:
         rank0.kill()
@@ -105,5 +105,5 @@ def test_a_dead_rank_fails_the_generation_with_a_clear_error_instead_of_hanging(
     stderr = rank0.stderr.read()
     assert rank0.returncode != 0
     assert "peer rank died" in stderr and "--resume" in stderr, stderr[-2000:]
-    assert waited < 45
+    assert waited < 150
     assert (tmp_path / "out" / "checkpoint.pkl").exists()

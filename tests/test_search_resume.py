@@ -56,7 +56,7 @@ def test_sigkill_mid_generation_then_resume_equals_an_uninterrupted_run(tmp_path
         background=True,
     )
     try:
-        wait_for(lambda: progress_generation(progress) >= 2, 60, "the second checkpoint", [proc])
+        wait_for(lambda: progress_generation(progress) >= 2, 300, "the second checkpoint", [proc])
         # land the kill inside generation 3's scoring: some of its candidates are done, some not
         wait_for(
             lambda: calls.exists() and len(calls.read_text().split()) > reference_count(out) + 1,
