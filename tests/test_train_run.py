@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 import torch
 
+from denas.train.accel import ipex_installed
 from denas.train.command import main
 from tests.train_support import SMALL_CNN, free_port, one_thread, subprocess_env, write_job  # noqa: F401
 
@@ -156,17 +157,28 @@ def test_operator_reporter_gets_progress_and_final_metrics(tmp_path, monkeypatch
     assert fake.results and fake.results[0]["metric_name"] == "accuracy" and fake.closed
 
 
-@pytest.mark.skipif(
-    not __import__("denas.train.accel").train.accel.ipex_installed(), reason="needs IPEX (xeon extra)"
-)
+@pytest.mark.skipif(not ipex_installed(), reason="needs IPEX (the xeon extra)")
 def test_ipex_bf16_path_trains_checkpoints_and_resumes(tmp_path):
+    # in child processes: importing IPEX re-registers kernels for the whole process
     job = write_job(tmp_path, epochs=1, dataset={"name": "digits", "limit": 256})
-    hw = ["--ipex", "on", "--bf16", "on"]
-    assert main([str(job), "--structure", STRUCTURE, "--out", str(tmp_path / "o"), *hw]) == 0
-    first = json.loads((tmp_path / "o" / "metrics.json").read_text())
-    assert first["path"] == "ipex-bf16" and first["ipex"] and first["bf16"]
-    assert main([str(job), "--structure", STRUCTURE, "--out", str(tmp_path / "o"), "--epochs", "2", *hw]) == 0
-    second = json.loads((tmp_path / "o" / "metrics.json").read_text())
-    assert second["resumed_from_epoch"] == 1 and second["epochs"] == 2
+    cmd = [
+        sys.executable,
+        "-m",
+        "denas.train",
+        str(job),
+        "--structure",
+        STRUCTURE,
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    cmd += ["--ipex", "on", "--bf16", "on"]
+    for extra in ([], ["--epochs", "2"]):
+        proc = subprocess.run(
+            [*cmd, *extra], env=subprocess_env(), capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+        assert metrics["path"] == "ipex-bf16" and metrics["ipex"] and metrics["bf16"]
+    assert metrics["resumed_from_epoch"] == 1 and metrics["epochs"] == 2
     saved = torch.load(tmp_path / "o" / "model.pt", weights_only=False)["state_dict"]
     assert all(v.dtype != torch.bfloat16 for v in saved.values())
