@@ -60,7 +60,8 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     for domain in args.domains:
-        print(json.dumps({domain: calibrate(domain, args.n, args.preset)}), flush=True)
+        key = f"{domain}/{args.preset}" if args.preset else domain
+        print(json.dumps({key: calibrate(domain, args.n, args.preset)}), flush=True)
     return 0
 
 

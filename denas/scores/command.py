@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from denas import spaces
     from denas.job import JobValidationError, load_job
     from denas.scores import ScoreInputError, UnknownProxyError, WeightError, score_model
+    from denas.scores.descore import domain_key
 
     try:
         spec = load_job(args.job).spec
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                 targets,
                 proxies=proxies,
                 weights=score_cfg.get("weights") or None,
-                domain=spec["domain"],
+                domain=domain_key(spec["domain"], spec.get("searchSpace")),
                 seed=args.seed,
             )
             row = {"hash": space.hash(structure), "params": space.count_params(structure), **values}

@@ -22,8 +22,9 @@ the others with an unbounded value — the DE-NAS failure (its CNN score is just
 another guise. Unlike a Gaussian CDF, ``C`` keeps ordering models several spreads away from the
 calibration centre (a preset of much smaller networks, an uncalibrated domain): on the NB201
 tuning sample a 3-spread miscalibration costs it 0.05 of Spearman and the Gaussian CDF 0.15.
-``de_score`` lies in ``(0, sum w)``. Domains without a calibration use ``default`` (the `cnn` space's); a weighted
-proxy with no calibration anywhere enters linearly, ``w * t``.
+``de_score`` lies in ``(0, sum w)``. A domain may name a preset, ``"cnn/digits"``, whose own
+calibration then applies (falling back to the domain's, then to ``default``, the `cnn` space's);
+a weighted proxy with no calibration anywhere enters linearly, ``w * t``.
 
 Population form (``combine_ranked``), what a search should use to compare candidates: every
 weighted component's transformed values are replaced by their ranks scaled to [0, 1] (ties share
@@ -104,7 +105,52 @@ CALIBRATION: dict[str, dict[str, tuple[float, float]]] = {
         **_LATENCY,
     },
 }
-CALIBRATION["default"] = CALIBRATION["nb201"]
+_MEASURED = {  # python benchmarks/calibrate_scales.py --n 16 --preset tiny ...; --n 10 (default configs)
+    "nb201/tiny": {
+        "expressivity": (19.959, 8.29),
+        "complexity": (-3.372, 0.733),
+        "diversity": (5.776, 0.432),
+        "saliency": (19.138, 3.829),
+    },
+    "cnn": {
+        "expressivity": (55.555, 16.645),
+        "complexity": (-0.838, 0.22),
+        "diversity": (10.725, 0.379),
+        "saliency": (47.898, 12.818),
+    },
+    "cnn/digits": {
+        "expressivity": (22.766, 3.063),
+        "complexity": (-1.923, 0.288),
+        "diversity": (7.185, 0.555),
+        "saliency": (21.537, 2.391),
+    },
+    "cnn/tiny": {
+        "expressivity": (15.678, 3.561),
+        "complexity": (-3.844, 0.518),
+        "diversity": (4.422, 0.589),
+        "saliency": (15.638, 2.979),
+    },
+    "vit/tiny": {
+        "expressivity": (3.361, 0.573),
+        "complexity": (-5.314, 0.423),
+        "diversity": (5.014, 0.639),
+        "saliency": (5.612, 0.268),
+    },
+    "bert/tiny": {
+        "expressivity": (5.975, 0.305),
+        "complexity": (-5.726, 0.917),
+        "diversity": (-3.993, 1.544),
+        "saliency": (1.092, 0.929),
+    },
+    "asr/tiny": {
+        "expressivity": (2.054, 2.058),
+        "complexity": (-6.123, 3.028),
+        "diversity": (1.938, 0.546),
+        "saliency": (5.587, 0.233),
+    },
+}
+CALIBRATION.update(_MEASURED)
+CALIBRATION["default"] = CALIBRATION["cnn"]
 
 
 class WeightError(ValueError):
@@ -112,7 +158,8 @@ class WeightError(ValueError):
 
 
 def default_weights(domain: str | None = None) -> dict[str, float]:
-    return dict(DEFAULT_WEIGHTS.get(domain or "default", DEFAULT_WEIGHTS["default"]))
+    base = (domain or "default").split("/")[0]
+    return dict(DEFAULT_WEIGHTS.get(base, DEFAULT_WEIGHTS["default"]))
 
 
 def resolve_weights(
@@ -140,9 +187,22 @@ def transform(name: str, value: float) -> float:
         raise WeightError(f"no DE-Score transform for proxy '{name}'") from None
 
 
+def domain_key(domain: str, search_space: Mapping[str, object] | None = None) -> str:
+    """The calibration key of a job's space: ``"cnn/digits"`` when a preset is chosen, else ``"cnn"``."""
+    preset = (search_space or {}).get("preset")
+    return f"{domain}/{preset}" if preset else domain
+
+
 def calibration(domain: str | None = None) -> dict[str, tuple[float, float]]:
-    """(median, spread) per transformed proxy: the domain's, completed by the default's."""
-    return {**CALIBRATION["default"], **CALIBRATION.get(domain or "default", {})}
+    """(median, spread) per transformed proxy for ``domain`` (``"cnn"``, or ``"cnn/digits"`` for a
+    preset: networks of a preset can sit many spreads from the full space's), completed by the
+    domain's and then the default calibration."""
+    key = domain or "default"
+    return {
+        **CALIBRATION["default"],
+        **CALIBRATION.get(key.split("/")[0], {}),
+        **CALIBRATION.get(key, {}),
+    }
 
 
 def percentile(name: str, value: float, domain: str | None = None) -> float:

@@ -1,0 +1,44 @@
+"""`denas score`: a job's space scored from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from denas.cli import main
+
+JOB = """
+apiVersion: denas.io/v1alpha1
+kind: DeNASJob
+metadata: {name: tiny}
+spec:
+  domain: cnn
+  searchSpace: {preset: tiny}
+  score: {batchSize: 4, weights: {diversity: 1.0}}
+"""
+
+
+@pytest.fixture
+def job(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB)
+    return path
+
+
+def test_score_random_structures_as_json_lines(job, capsys):
+    assert main(["score", str(job), "--random", "2", "--proxies", "params,naswot", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 and rows[0]["hash"] != rows[1]["hash"]
+    assert {"params", "naswot", "de_score", "structure"} <= set(rows[0])
+    assert rows[0]["params"] > 0
+
+
+def test_score_one_structure_prints_a_table_and_bad_input_is_an_error(job, capsys):
+    assert main(["score", str(job), "--random", "1", "--json"]) == 0
+    structure = json.loads(capsys.readouterr().out)["structure"]
+    assert main(["score", str(job), "--structure", json.dumps(structure)]) == 0
+    out = capsys.readouterr().out
+    assert "de_score" in out.splitlines()[0] and "expressivity" in out
+    assert main(["score", str(job), "--random", "1", "--proxies", "nope"]) == 2
+    assert "unknown proxy 'nope'" in capsys.readouterr().err
