@@ -103,7 +103,7 @@ class Evaluator:
     def evaluate(self, structure: dict) -> dict[str, Any]:
         space, config = self.space, self.config
         h = space.hash(structure)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         scores, latency = self.scorer(space, structure, candidate_seed(h, config.seed), config)
         record = make_record(
             structure,
@@ -115,6 +115,7 @@ class Evaluator:
             config=config,
         )
         record["score_s"] = round(time.perf_counter() - start, 4)
+        record["score_cpu_s"] = round(time.process_time() - cpu, 4)
         return record
 
 
