@@ -7,6 +7,11 @@ imports are excluded).  Throughput = candidates scored / elapsed.
 
 1. real: the real DE-Score + latency measurement (what a search pod does), 1 vs 2 ranks;
 2. busy: a pure-CPU fake scorer (fixed work per candidate), 1 vs 2 ranks;
+The machine may be shared: "CPU share per rank" (CPU seconds spent scoring per wall second per
+rank) shows how much of a core each rank actually got, and "estimate on idle cores" is the
+speed-up the fixed candidate assignment allows given each candidate's measured CPU time
+(total / per-generation critical path), coordination excluded (part 3 measures that).
+
 3. simulated many ranks: a sleep-based fake scorer (it does not use the CPU), 1..16 ranks on the
    2 cores, at two scoring costs, to show where coordination (broadcast / gather of pickled
    structures and records, the strategy on rank 0) starts to matter.
@@ -86,6 +91,8 @@ def run(ranks: int, population: int, generations: int, scorer: str | None, cost_
         "elapsed_s": result["elapsed_s"],
         "per_s": result["evaluated"] / result["elapsed_s"],
         "cpu": [(c["generation"], c["score_cpu_s"]) for c in cands],
+        # CPU seconds spent scoring per wall second per rank: 1.0 = each rank had a whole core
+        "cpu_share": sum(c["score_cpu_s"] for c in cands) / (result["elapsed_s"] * ranks),
     }
 
 
@@ -108,7 +115,7 @@ def pair(label: str, population: int, generations: int, scorer: str | None, cost
     estimate = dedicated_core_estimate(one["cpu"], 2)
     print(
         f"| {label} | {one['evaluated']} | {one['per_s']:.2f} | {two['per_s']:.2f} | {ratio:.2f}x | "
-        f"{estimate:.2f}x | {os.getloadavg()[0]:.1f} |",
+        f"{estimate:.2f}x | {one['cpu_share']:.2f} / {two['cpu_share']:.2f} | {os.getloadavg()[0]:.1f} |",
         flush=True,
     )
     return {"label": label, "one": one, "two": two, "ratio": ratio, "estimate": estimate}
@@ -125,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {len(os.sched_getaffinity(0))} CPUs; load average at start {os.getloadavg()[0]:.2f}\n")
     print(
         "| scorer | candidates | 1 rank (cand/s) | 2 ranks (cand/s) | measured speed-up | "
-        "estimate on idle cores | load average after |"
+        "estimate on idle cores | CPU share per rank (1 / 2 ranks) | load average after |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     pairs = [
         pair("real DE-Score + latency", pop, gens, None),
         pair("busy fake, 0.1 s CPU each", pop, gens, "denas.search.fakes:busy_scorer", 0.1),

@@ -201,3 +201,11 @@ def test_strategies_search_variable_depth_spaces_within_budget(domain, strategy,
     for r in result["best"]:
         space.validate(r["structure"])
         assert r["params"] <= cfg.constraints.max_params
+
+
+@pytest.mark.parametrize("extra", [{"selectNum": 1}, {"aging": True, "selectNum": 8}])
+def test_crossover_with_a_single_possible_parent_still_makes_children(extra):
+    space = BitSpace(16)
+    s = create(toy_config("ea", population=8, crossoverNum=3, mutationNum=1, seed=0, **extra))
+    archive = drive(s, space, 4)
+    assert len(archive) >= 8 + 3 * 3  # the degenerate crossovers fell back to mutants

@@ -31,6 +31,11 @@ from denas.search.strategies.base import (
     register,
 )
 
+#: draws for a second parent different from the first (selectNum 1 or a dominant tournament
+#: winner may offer no other: then the "crossover" degenerates into a copy that the mutation
+#: fallback replaces)
+PARENT_TRIES = 10
+
 
 @register("random")
 class RandomSearch(Strategy):
@@ -75,9 +80,10 @@ class Evolution(Strategy):
             self._extend(proposals, neighbours, slot, [parent["hash"]])
         for slot in range(self.config.mutations, self.config.mutations + self.config.crossovers):
             a, b = self._pick_parent(), self._pick_parent()
-            if len(self.population) > 1:  # a crossover of a structure with itself is a no-op
-                while b["hash"] == a["hash"]:
-                    b = self._pick_parent()
+            for _ in range(PARENT_TRIES):  # a crossover of a structure with itself is a no-op
+                if b["hash"] != a["hash"]:
+                    break
+                b = self._pick_parent()
             child = ctx.propose(
                 lambda a=a, b=b: ctx.space.crossover(a["structure"], b["structure"], self.rng), 1, taken
             )
