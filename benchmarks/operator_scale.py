@@ -145,6 +145,12 @@ def main() -> int:
     op = subprocess.Popen(
         [
             sys.executable,
+            # DENAS_BENCH_PROFILE=file.prof: profile the operator (pstats) to see where its time goes
+            *(
+                ["-m", "cProfile", "-o", os.environ["DENAS_BENCH_PROFILE"]]
+                if os.environ.get("DENAS_BENCH_PROFILE")
+                else []
+            ),
             "-m",
             "denas_operator",
             "-n",

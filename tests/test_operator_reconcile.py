@@ -113,10 +113,17 @@ def test_search_progress_is_mirrored_and_the_result_copied_bounded():
     assert d.status["phase"] == "Training"
 
 
-def test_search_success_without_a_result_fails_with_an_rbac_hint():
+def test_search_success_without_a_result_waits_briefly_then_fails_with_an_rbac_hint():
     first = decide(body(), Observed(), NOW)
     search0 = pod(next(o for o in first.create if o["kind"] == "Pod"), "Succeeded", 0)
-    d = decide(body(status=first.status), Observed(pods=[search0], configmaps=cms()), NOW)
+    search0["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = "2026-01-01T00:00:00Z"
+    obs = Observed(pods=[search0], configmaps=cms())
+    waiting = decide(
+        body(status=first.status), obs, NOW + timedelta(seconds=5)
+    )  # its ConfigMap event may lag
+    assert cond(waiting.status, "SearchRunning")["reason"] == "WaitingForResult"
+    assert cond(waiting.status, "Failed") is None
+    d = decide(body(status=waiting.status), obs, NOW + timedelta(seconds=31))
     failed = cond(d.status, "Failed")
     assert failed["reason"] == "ResultMissing" and "RBAC" in failed["message"]
 

@@ -8,7 +8,6 @@ terminating, and the status it last wrote wins over a job body that predates it.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -97,6 +96,18 @@ class Kube:
                 raise Forbidden(f"patch configmaps in namespace {meta['namespace']}") from exc
             if exc.status != 404:
                 raise
+
+    async def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            cm = await self._call(self.core.read_namespaced_config_map, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {
+            "metadata": {"name": name, "annotations": cm.metadata.annotations or {}},
+            "data": cm.data or {},
+        }
 
     async def clear_keys(self, namespace: str, name: str, keys: list[str]) -> None:
         try:
@@ -206,11 +217,13 @@ class Reconciler:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._statuses: dict[str, dict[str, Any]] = {}  # uid -> status last written
-        self._created: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        # (namespace, job) -> {(kind, name): (when, object)}: children created, events pending
+        self._created: dict[tuple[str, str], dict[tuple[str, str], tuple[float, dict[str, Any]]]] = {}
         self._deleted: dict[tuple[str, str], float] = {}
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         self.jobs.pop((namespace, name), None)
+        self._created.pop((namespace, name), None)
         self._locks.pop((namespace, name), None)
         if uid:
             self._statuses.pop(uid, None)
@@ -260,21 +273,31 @@ class Reconciler:
         meta = body["metadata"]
         ns, name = meta.get("namespace") or "default", meta["name"]
         now = time.monotonic()
-        pods = {p["metadata"]["name"]: copy.deepcopy(p) for p in self._store(self.pods, (ns, name))}
-        for (pns, pname), (at, pod) in list(self._created.items()):
-            if pname in pods or now - at > LAG_GRACE_S:
-                self._created.pop((pns, pname), None)
-            elif pns == ns and pod["metadata"]["labels"].get(n.LABEL_JOB) == name:
-                pods[pname] = copy.deepcopy(pod)  # created, its watch event not here yet
+        # Shallow copies: only metadata is ever touched (deletionTimestamp, below).
+        pods = {
+            p["metadata"]["name"]: {**p, "metadata": dict(p["metadata"])}
+            for p in self._store(self.pods, (ns, name))
+        }
+        configmaps = {cm["metadata"]["name"]: cm for cm in self._store(self.configmaps, (ns, name))}
+        services = set(self._store(self.services, (ns, name)))
+        created = self._created.get((ns, name), {})
+        for (kind, cname), (at, obj) in list(created.items()):
+            seen = cname in (pods if kind == "Pod" else configmaps if kind == "ConfigMap" else services)
+            if seen or now - at > LAG_GRACE_S:
+                created.pop((kind, cname), None)
+            elif kind == "Pod":  # created, its watch event not here yet
+                pods[cname] = {**obj, "metadata": dict(obj["metadata"])}
+            elif kind == "ConfigMap":
+                configmaps[cname] = obj
+            else:
+                services.add(cname)
         for (pns, pname), at in list(self._deleted.items()):
             if now - at > LAG_GRACE_S or (pns == ns and pname not in pods):
                 self._deleted.pop((pns, pname), None)
             elif pns == ns:
                 pods[pname]["metadata"]["deletionTimestamp"] = "pending"  # deleted, event not here yet
-        obs = Observed(pods=list(pods.values()))
-        for cm in self._store(self.configmaps, (ns, name)):
-            obs.configmaps[cm["metadata"]["name"]] = cm
-        obs.services = {svc for svc in self._store(self.services, (ns, name))}
+        obs = Observed(pods=list(pods.values()), configmaps=configmaps, services=services)
+        await self._refresh_result(ns, name, obs)
         spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
         storage = spec.get("storage") if isinstance(spec.get("storage"), dict) else {}
         claim = storage.get("claimName")
@@ -287,13 +310,31 @@ class Reconciler:
                 obs.pytorchjob = await self.kube.get_pytorchjob(ns, n.pytorchjob(name))
         return obs
 
+    async def _refresh_result(self, ns: str, name: str, obs: Observed) -> None:
+        """A pod's exit and the ConfigMap it wrote just before arrive on different watches: when
+        a finished pod's key is not in the cache yet, read the ConfigMap itself."""
+        data = (obs.configmaps.get(n.result_configmap(name)) or {}).get("data") or {}
+        needed = set()
+        for pod in obs.pods:
+            if (pod.get("status") or {}).get("phase") != "Succeeded":
+                continue
+            role = pod["metadata"].get("labels", {}).get(n.LABEL_ROLE)
+            if role == n.ROLE_SEARCH and pod["metadata"]["name"] == n.search_pod(name, 0):
+                needed.add(n.RESULT_KEY)
+            elif role == n.ROLE_TRAIN_MASTER:
+                needed.add(n.METRICS_KEY)
+        if needed - data.keys():
+            fresh = await self.kube.read_configmap(ns, n.result_configmap(name))
+            if fresh is not None:
+                obs.configmaps[n.result_configmap(name)] = fresh
+
     async def reconcile(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
         ns, name, uid = meta.get("namespace") or "default", meta["name"], meta.get("uid", "")
         if meta.get("deletionTimestamp"):
             return
         old_status = self._statuses.get(uid) or body.get("status") or {}
-        body = {**body, "status": copy.deepcopy(old_status)}
+        body = {**body, "status": old_status}  # decide() works on its own deep copy
         obs = await self.observe(body)
         decision = decide(body, obs, datetime.now(UTC))
         await self.apply(ns, name, decision, obs.pods)
@@ -320,16 +361,16 @@ class Reconciler:
                 [o for o in d.create if o["kind"] == "Pod"],
             ):
                 await asyncio.gather(*(self.kube.create(obj) for obj in tier))
+                created = self._created.setdefault((ns, name), {})
                 for obj in tier:
-                    if obj["kind"] == "Pod":
-                        self._created[(ns, obj["metadata"]["name"])] = (time.monotonic(), obj)
+                    created[(obj["kind"], obj["metadata"]["name"])] = (time.monotonic(), obj)
             for obj in d.replace:
                 await self.kube.replace_configmap(obj)
             uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in observed_pods}
             for pod in dict.fromkeys(d.delete_pods):
                 await self.kube.delete_pod(ns, pod, uids.get(pod))
                 self._deleted[(ns, pod)] = time.monotonic()
-                self._created.pop((ns, pod), None)
+                self._created.get((ns, name), {}).pop(("Pod", pod), None)
             if d.delete_pytorchjob:
                 await self.kube.delete_pytorchjob(ns, n.pytorchjob(name))
             if d.clear_result_keys:

@@ -21,10 +21,15 @@ def job_manifest(job: JobRef) -> dict[str, Any]:
     }
 
 
+def spec_hash(job: JobRef) -> str:
+    """Identifies the job.yaml a spec ConfigMap holds (cheap: no YAML needed to compare)."""
+    return stable_hash(job_manifest(job))
+
+
 def build_spec_configmap(job: JobRef) -> dict[str, Any]:
     text = yaml.safe_dump(job_manifest(job), sort_keys=False)
     metadata = child_metadata(job, n.spec_configmap(job.name), n.ROLE_SPEC)
-    metadata["annotations"] = {n.ANNOTATION_SPEC_HASH: stable_hash(text)}
+    metadata["annotations"] = {n.ANNOTATION_SPEC_HASH: spec_hash(job)}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {n.SPEC_KEY: text}}
 
 

@@ -35,12 +35,14 @@ from .objects import (
     build_pytorchjob,
     build_result_configmap,
     build_spec_configmap,
+    spec_hash,
 )
 from .pods import JobRef, build_search_pods, build_training_pods, search_dir, train_dir
 from .podstate import pod_state
 
 BLOCKED = "Blocked"
 MAX_STATUS_STRUCTURE_BYTES = 256 * 1024
+RESULT_GRACE_S = 30  # how long a finished search pod's result may lag behind its exit
 
 
 @dataclass
@@ -93,7 +95,7 @@ def validate_body(body: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str
         default=str,
     )
     spec, errors = _validate_cached(key)
-    return copy.deepcopy(spec), list(errors)
+    return spec, list(errors)  # shared with the cache: the builders never mutate a spec
 
 
 @functools.lru_cache(maxsize=2048)
@@ -231,14 +233,13 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
 
 
 def _ensure_configmaps(job: JobRef, obs: Observed, d: Decision) -> None:
-    desired_spec = build_spec_configmap(job)
     existing = obs.configmaps.get(n.spec_configmap(job.name))
     if existing is None:
-        d.create.append(desired_spec)
-    elif (existing.get("metadata", {}).get("annotations") or {}).get(n.ANNOTATION_SPEC_HASH) != desired_spec[
-        "metadata"
-    ]["annotations"][n.ANNOTATION_SPEC_HASH]:
-        d.replace.append(desired_spec)
+        d.create.append(build_spec_configmap(job))
+    elif (existing.get("metadata", {}).get("annotations") or {}).get(n.ANNOTATION_SPEC_HASH) != spec_hash(
+        job
+    ):
+        d.replace.append(build_spec_configmap(job))
     if n.result_configmap(job.name) not in obs.configmaps:
         d.create.append(build_result_configmap(job))
 
@@ -314,6 +315,11 @@ def _search_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, out_dir:
         return
     if outcome.state == "done":
         result = _read_json(obs.configmaps.get(n.result_configmap(job.name)), n.RESULT_KEY)
+        if result is None and _finished_within(obs, rank0, now, RESULT_GRACE_S):
+            st.cond(
+                S.SEARCH_RUNNING, True, "WaitingForResult", f"{rank0} finished; waiting for its result.json"
+            )
+            return
         if result is None:
             _fail(
                 st,
@@ -351,6 +357,16 @@ def _search_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, out_dir:
     else:
         msg = outcome.blocker[1] if outcome.blocker else "waiting for the search pods to start"
         st.cond(S.SEARCH_RUNNING, True, "PodsPending", msg)
+
+
+def _finished_within(obs: Observed, pod_name: str, now: datetime, seconds: float) -> bool:
+    """True while `pod_name` finished less than `seconds` ago (or its finish time is unknown)."""
+    pod = next((p for p in obs.pods if p["metadata"]["name"] == pod_name), None)
+    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        finished = _parse_ts(((cs.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+        if finished is not None:
+            return (now - finished).total_seconds() < seconds
+    return True
 
 
 def _training_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, now: datetime) -> None:

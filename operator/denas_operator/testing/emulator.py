@@ -196,10 +196,10 @@ class DenasEmulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> Any:
         # kmock matches each request against its whole request history (for assertions we never
-        # make): cost grows with every request served. Keep a short tail, including this one.
-        del self._requests[:-32]
+        # make): cost grows with every request served. Keep only this request.
+        del self._requests[:-1]
         for payload in self._payloads:
-            del payload._requests[:-32]
+            payload._requests.clear()
         modifying = request.resource is not None and request.action in (
             enums.action.CREATE,
             enums.action.UPDATE,
