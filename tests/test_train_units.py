@@ -146,3 +146,25 @@ def test_rng_state_round_trip():
     a = (torch.rand(3), random.random())
     checkpoint.set_rng_state(state)
     assert torch.equal(torch.rand(3), a[0]) and random.random() == a[1]
+
+
+def test_thread_setting_precedence(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("DENAS_THREADS", "1")
+        assert distributed.set_threads(local_world_size=4) == 1 and torch.get_num_threads() == 1
+        monkeypatch.delenv("DENAS_THREADS")
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        monkeypatch.setattr(distributed, "available_cpus", lambda: 8)
+        # a lone process honours OMP_NUM_THREADS; several share the CPUs (torchrun's OMP=1 ignored)
+        assert distributed.set_threads(local_world_size=1) == 1
+        assert distributed.set_threads(local_world_size=2) == 4
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_ipex_on_without_ipex_fails_with_the_fix(monkeypatch):
+    monkeypatch.setattr(accel, "ipex_installed", lambda: False)
+    with pytest.raises(RuntimeError, match="xeon"):
+        accel.choose_compute_path("on", "off")
+    assert accel.choose_compute_path("auto", "off").name == "stock-fp32"

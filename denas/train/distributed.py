@@ -82,7 +82,6 @@ def set_threads(local_world_size: int) -> int:
     elif local_world_size <= 1 and os.environ.get("OMP_NUM_THREADS", "").isdigit():
         n = int(os.environ["OMP_NUM_THREADS"])
     n = max(1, n)
-    os.environ["OMP_NUM_THREADS"] = str(n)  # for child processes
     torch.set_num_threads(n)
     return n
 
