@@ -196,7 +196,8 @@ class LocalRun:
             procs = []
             for node in range(nnodes):
                 env = torchrun_env(self.job.name, None, node, nnodes, nproc, port, master_addr="127.0.0.1")
-                env["OMP_NUM_THREADS"] = str(threads)
+                # torchrun resets OMP_NUM_THREADS to 1 for nproc > 1; DENAS_THREADS always wins.
+                env["OMP_NUM_THREADS"] = env["DENAS_THREADS"] = str(threads)
                 cmd = torchrun_command(
                     self.job.name,
                     None,
