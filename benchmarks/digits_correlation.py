@@ -148,7 +148,7 @@ def table(
 ) -> dict:
     truth = [n["mean_acc"] for n in networks]
     columns = {name: [v[name] for v in values] for name in scores.names()}
-    columns["de_score (cnn defaults, absolute)"] = [scores.combine(v, weights) for v in values]
+    columns["de_score (cnn defaults, absolute)"] = [scores.combine(v, weights, "cnn/digits") for v in values]
     columns["de_score (cnn defaults, ranked)"] = scores.combine_ranked(values, weights)
     print(
         f"\n{title}: {len(networks)} networks, accuracy {min(truth):.3f}..{max(truth):.3f}, "

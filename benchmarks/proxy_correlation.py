@@ -18,11 +18,13 @@ import argparse
 import csv
 import itertools
 import json
+import math
 import random
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from scipy.stats import kendalltau, spearmanr
 
@@ -137,23 +139,39 @@ def truth_table(rows: list[dict[str, str]], analog: dict[int, float] | None) -> 
     return table
 
 
-def ranked_de(cells: list[dict[str, float]], weights: dict[str, float]) -> list[float]:
-    return scores.combine_ranked(cells, weights)
+def calibrate(cells: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """(median, IQR/1.349) of each transformed component on the tuning cells."""
+    out = {}
+    for c in scores.COMPONENTS:
+        v = np.array([scores.transform(c, x[c]) for x in cells])
+        q75, q25 = np.percentile(v, [75, 25])
+        out[c] = (float(np.median(v)), float((q75 - q25) / 1.349))
+    return out
 
 
-def tune_weights(cells: list[dict[str, float]], truth: list[float]) -> dict[str, float]:
-    """Grid search of the rank-normalised DE-Score weights on the tuning sample only."""
+def absolute_de(cells: list[dict[str, float]], weights: dict[str, float], cal: dict) -> list[float]:
+    """`descore.combine`'s formula with an explicit calibration."""
+    return [
+        sum(
+            w * (0.5 + math.atan((scores.transform(k, x[k]) - cal[k][0]) / cal[k][1]) / math.pi)
+            for k, w in weights.items()
+        )
+        for x in cells
+    ]
+
+
+def tune_weights(cells: list[dict[str, float]], truth: list[float]) -> tuple[dict[str, float], dict, float]:
+    """Calibration and a grid search of the DE-Score weights, on the tuning sample only."""
+    cal = calibrate(cells)
     grid = (0.0, 0.5, 1.0, 2.0)
     best = (-2.0, {})
-    for we, wc, wd, ws in itertools.product(grid, repeat=4):
-        w = {"expressivity": we, "complexity": wc, "diversity": wd, "saliency": ws}
-        w = {k: v for k, v in w.items() if v}
-        if not w:
-            continue
-        rho = spearmanr(ranked_de(cells, w), truth).statistic
-        if rho > best[0] + 1e-9:
-            best = (rho, w)
-    return best[1]
+    for combo in itertools.product(grid, repeat=4):
+        w = {k: v for k, v in zip(scores.COMPONENTS, combo) if v}
+        if w:
+            rho = spearmanr(absolute_de(cells, w, cal), truth).statistic
+            if rho > best[0] + 1e-9:
+                best = (rho, w)
+    return best[1], cal, best[0]
 
 
 def correlations(values: list[float], truth: list[float]) -> tuple[float, float]:
@@ -164,10 +182,14 @@ def report(rows, tune_idx, report_idx, cache, analog) -> None:
     truths = truth_table(rows, analog)
     tune_cells = [cache[i] for i in tune_idx if i in cache]
     tune_truth = [truths["cifar10_test_acc"][i] for i in tune_idx if i in cache]
-    tuned = tune_weights(tune_cells, tune_truth)
-    default = scores.resolve_weights("nb201")
-    print(f"\nDE-Score weights tuned on {len(tune_cells)} tuning cells (CIFAR-10): {tuned}")
-    print(f"DE-Score weights shipped as the nb201 default: {default}")
+    tuned, cal, tune_rho = tune_weights(tune_cells, tune_truth)
+    shipped = scores.resolve_weights("nb201")
+    print(
+        f"\nTUNING sample: {len(tune_cells)} cells; calibration (median, spread) "
+        f"{ {k: (round(m, 3), round(s, 3)) for k, (m, s) in cal.items()} }"
+    )
+    print(f"best weights on it (CIFAR-10 Spearman {tune_rho:.3f}): {tuned}")
+    print(f"weights shipped as the nb201 default: {shipped}")
     idx = [i for i in report_idx if i in cache]
     cells = [cache[i] for i in idx]
     columns = {
@@ -176,20 +198,25 @@ def report(rows, tune_idx, report_idx, cache, analog) -> None:
         ]
         for name in scores.names()
     }
-    columns["de_score (default weights, absolute)"] = [scores.combine(c, default) for c in cells]
-    columns["de_score (default weights, ranked)"] = ranked_de(cells, default)
-    columns["de_score (tuned weights, ranked)"] = ranked_de(cells, tuned)
-    header = f"{'proxy':42s}" + "".join(f"{t[:16]:>22s}" for t in truths)
+    columns["DE-Score (nb201 defaults)"] = [scores.combine(c, shipped, "nb201") for c in cells]
+    columns["DE-Score ranked (nb201 defaults)"] = scores.combine_ranked(cells, shipped)
+    columns["DE-Score, all 4 components w=1"] = [
+        scores.combine(c, dict.fromkeys(scores.COMPONENTS, 1.0), "nb201") for c in cells
+    ]
+    columns["raw DE-NAS-style E - C + S (no calibration)"] = [
+        c["expressivity"] - c["complexity"] + c["saliency"] for c in cells
+    ]
     print(
-        f"\nREPORT sample: {len(idx)} cells (disjoint from tuning), batch {BATCH} synthetic; Spearman / Kendall"
+        f"\nREPORT sample: {len(idx)} cells (disjoint from tuning), batch {BATCH} synthetic; "
+        "Spearman / Kendall"
     )
-    print(header)
+    print(f"{'proxy':44s}" + "".join(f"{t[:18]:>22s}" for t in truths))
     for name, vals in columns.items():
-        line = f"{name:42s}"
+        line = f"{name:44s}"
         for table in truths.values():
             pairs = [(v, table[i]) for v, i in zip(vals, idx) if i in table]
             rho, tau = correlations(*zip(*pairs))
-            line += f"{rho:>13.3f} / {tau:5.3f}"
+            line += f"{rho:>14.3f} / {tau:5.3f}"
         print(line)
 
 

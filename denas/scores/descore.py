@@ -102,10 +102,17 @@ CALIBRATION: dict[str, dict[str, tuple[float, float]]] = {
         "complexity": (-3.696, 2.291),
         "diversity": (7.906, 1.202),
         "saliency": (55.01, 16.40),
+        # the rest of the suite, so that any proxy can be weighted in (opt-in ensembles)
+        "synflow": (55.01, 16.40),
+        "zico": (304.7, 154.6),
+        "naswot": (194.6, 10.38),
+        "jacob_cov": (-16.16, 0.8143),
+        "params": (12.83, 0.5579),
+        "flops": (17.75, 0.5926),
         **_LATENCY,
     },
 }
-_MEASURED = {  # python benchmarks/calibrate_scales.py --n 16 --preset tiny ...; --n 10 (default configs)
+_MEASURED = {  # benchmarks/calibrate_scales.py: --n 16 for presets, --n 10 default configs (bert: 6)
     "nb201/tiny": {
         "expressivity": (19.959, 8.29),
         "complexity": (-3.372, 0.733),
@@ -129,6 +136,24 @@ _MEASURED = {  # python benchmarks/calibrate_scales.py --n 16 --preset tiny ...;
         "complexity": (-3.844, 0.518),
         "diversity": (4.422, 0.589),
         "saliency": (15.638, 2.979),
+    },
+    "vit": {
+        "expressivity": (8.88, 0.032),
+        "complexity": (-4.064, 0.297),
+        "diversity": (9.453, 0.061),
+        "saliency": (8.29, 0.046),
+    },
+    "asr": {
+        "expressivity": (9.009, 0.599),
+        "complexity": (-6.467, 0.864),
+        "diversity": (6.159, 0.38),
+        "saliency": (10.137, 0.328),
+    },
+    "bert": {
+        "expressivity": (10.089, 0.712),
+        "complexity": (-3.331, 0.576),
+        "diversity": (3.571, 2.435),
+        "saliency": (5.046, 1.474),
     },
     "vit/tiny": {
         "expressivity": (3.361, 0.573),
@@ -199,6 +224,7 @@ def calibration(domain: str | None = None) -> dict[str, tuple[float, float]]:
     domain's and then the default calibration."""
     key = domain or "default"
     return {
+        **_LATENCY,
         **CALIBRATION["default"],
         **CALIBRATION.get(key.split("/")[0], {}),
         **CALIBRATION.get(key, {}),
