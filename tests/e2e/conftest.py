@@ -59,6 +59,7 @@ class Cluster:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.kubelet: Any = None
+        self.emulator: Any = None  # the DenasEmulator (emulator runs only)
         self.lifecycle_image = (
             os.environ.get("DENAS_E2E_IMAGE", "ghcr.io/denas-io/denas-worker:0.1.0") if real else FAKE_IMAGE
         )
@@ -277,6 +278,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         extra_env={"DENAS_REPORT_INTERVAL_S": "0.2"},
     ).start()
     c.kubelet = kubelet
+    c.emulator = server.emulator
     yield c
     kubelet.stop()
     server.stop()

@@ -266,3 +266,23 @@ def test_search_spec_edit_restarts_the_search_from_scratch(cluster, operator, jo
     )
     st = cluster.wait_phase(job_name, "Succeeded", 60)
     assert st["search"]["generation"] == 3 and st["search"]["restarts"] == 0
+
+
+def test_forbidden_creates_surface_as_a_blocked_condition_then_recover(cluster, operator, job_name):
+    if cluster.emulator is None:
+        pytest.skip("needs an API server that can be told to deny pod creation")
+    cluster.emulator.forbidden.add(("pods", cluster.namespace))
+    try:
+        cluster.apply(cluster.job(job_name, spec(cluster, training={"enabled": False})))
+        blocked = cluster.wait(
+            "Blocked=Forbidden",
+            lambda: (c := cluster.condition(job_name, "Blocked")) and c["reason"] == "Forbidden" and c,
+            30,
+        )
+        assert "create pods in namespace" in blocked["message"] and "RBAC.md" in blocked["message"]
+        assert not cluster.pods(job_name)
+        assert operator.alive()
+    finally:
+        cluster.emulator.forbidden.discard(("pods", cluster.namespace))
+    cluster.wait_phase(job_name, "Succeeded", 60)
+    assert cluster.condition(job_name, "Blocked")["status"] == "False"

@@ -92,6 +92,8 @@ class DenasEmulator(kmock.KubernetesEmulator):
     instant_pods: bool = False
     _rv: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _status_subresources: set = attrs.field(factory=set, init=False)
+    # (plural, namespace) pairs whose creates answer 403, as a missing RBAC rule would (tests).
+    forbidden: set = attrs.field(factory=set, init=False)
     # (plural, namespace, name) -> time.monotonic() of the first create: benchmarks read it.
     created_at: dict = attrs.field(factory=dict, init=False)
 
@@ -205,6 +207,16 @@ class DenasEmulator(kmock.KubernetesEmulator):
             enums.action.UPDATE,
             enums.action.DELETE,
         )
+        if (
+            request.action == enums.action.CREATE
+            and (request.resource.plural, request.namespace) in self.forbidden
+        ):
+            raise kmock.KubernetesError(
+                status=403,
+                reason="Forbidden",
+                message=f'{request.resource.plural} is forbidden: cannot create resource "{request.resource.plural}" '
+                f'in the namespace "{request.namespace}"',
+            )
         if modifying:
             self._prepare(request)
         response = await super()._handle(request)
