@@ -178,7 +178,10 @@ class Cluster:
 class OperatorProcess:
     """The real operator, as a subprocess: start, stop and restart it like a Deployment would."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, logdir: Path) -> None:
+    def __init__(
+        self, kubeconfig: Path, namespace: str, logdir: Path, extra: tuple[str, ...] = ("--standalone",)
+    ) -> None:
+        self.extra = extra
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.logdir = logdir
@@ -193,7 +196,7 @@ class OperatorProcess:
 
     def start(self) -> None:
         self.starts += 1
-        log = open(self.logdir / f"operator-{self.starts}.log", "wb")
+        log = open(self.logdir / f"operator-{self.liveness_port}-{self.starts}.log", "wb")
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
         self.proc = subprocess.Popen(
             [
@@ -202,7 +205,7 @@ class OperatorProcess:
                 "denas_operator",
                 "-n",
                 self.namespace,
-                "--standalone",
+                *self.extra,
                 "--metrics-port",
                 str(self.metrics_port),
                 "--liveness",
@@ -248,7 +251,7 @@ class OperatorProcess:
         return urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
 
     def log(self) -> str:
-        path = self.logdir / f"operator-{self.starts}.log"
+        path = self.logdir / f"operator-{self.liveness_port}-{self.starts}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
 
