@@ -251,6 +251,19 @@ def test_blockers_and_failures_are_explained():
         },
     }
     assert pod_blocker(pull)[0] == "ImagePullBackOff" and "spec.image" in pod_blocker(pull)[1]
+    config = {
+        "metadata": {"name": "p"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "c",
+                    "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "no key"}},
+                }
+            ]
+        },
+    }
+    assert pod_blocker(config)[0] == "CreateContainerConfigError" and "no key" in pod_blocker(config)[1]
+    assert pod_blocker({"metadata": {"name": "p"}, "status": {"phase": "Running"}}) is None
     assert "exited with code 3" in pod_failure(pod({"metadata": {"name": "p"}}, "Failed", 3))
 
 

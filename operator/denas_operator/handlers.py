@@ -14,10 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
+from kubernetes.client.rest import ApiException
 
 from . import metrics as M
 from . import names as n
-from .kube import Kube, Reconciler
+from .kube import Forbidden, Kube, Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,16 @@ async def job_deleted(namespace: str, name: str, uid: str, **kwargs: Any) -> Non
     """Owner references let the garbage collector remove the children; the pods go right away
     so their CPUs free up before the collector gets to them."""
     rec = _attach(kwargs["pods_by_job"], kwargs["configmaps_by_job"], kwargs["services_by_job"])
-    for pod in list(kwargs["pods_by_job"].get((namespace, name), [])):
-        await rec.kube.delete_pod(namespace, pod["metadata"]["name"], pod["metadata"].get("uid"))
+    try:
+        for pod in list(kwargs["pods_by_job"].get((namespace, name), [])):
+            await rec.kube.delete_pod(namespace, pod["metadata"]["name"], pod["metadata"].get("uid"))
+    except Forbidden as exc:
+        raise kopf.PermanentError(
+            f"cannot {exc}: the garbage collector will remove the pods via their owner references; "
+            "grant the operator `delete` on pods (RBAC.md) for prompt cleanup"
+        ) from exc
+    except ApiException as exc:
+        raise kopf.TemporaryError(
+            f"deleting the pods of {name} failed ({exc.status}); retrying", delay=5
+        ) from exc
     rec.forget(namespace, name, uid)

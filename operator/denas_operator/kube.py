@@ -155,7 +155,7 @@ class Kube:
 
     async def kubeflow_installed(self) -> bool:
         now = time.monotonic()
-        if self._kubeflow and now - self._kubeflow[0] < 30:
+        if self._kubeflow and now - self._kubeflow[0] < 10:
             return self._kubeflow[1]
         try:
             ext = client.ApiextensionsV1Api(self.api)

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from kubernetes.client.rest import ApiException
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -286,3 +287,54 @@ def test_forbidden_creates_surface_as_a_blocked_condition_then_recover(cluster, 
         cluster.emulator.forbidden.discard(("pods", cluster.namespace))
     cluster.wait_phase(job_name, "Succeeded", 60)
     assert cluster.condition(job_name, "Blocked")["status"] == "False"
+
+
+def test_kubeflow_backend_creates_a_pytorchjob_and_follows_its_conditions(cluster, operator, job_name):
+    if cluster.emulator is None:
+        pytest.skip("plays the Kubeflow controller against the emulator")
+    from kubernetes import client
+
+    cluster.emulator.register("kubeflow.org/v1/pytorchjobs", "PyTorchJob", True, {"status"})
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "pytorchjobs.kubeflow.org"},
+        "spec": {
+            "group": "kubeflow.org",
+            "scope": "Namespaced",
+            "names": {"plural": "pytorchjobs", "kind": "PyTorchJob"},
+            "versions": [{"name": "v1", "served": True, "storage": True}],
+        },
+    }
+    ext = client.ApiextensionsV1Api(cluster.api)
+    ext.create_custom_resource_definition(crd)
+    try:
+        cluster.apply(cluster.job(job_name, spec(cluster, training={"backend": "kubeflow", "replicas": 3})))
+        ptj = cluster.wait("the PyTorchJob", lambda: _get_ptj(cluster, job_name), 60)
+        replicas = ptj["spec"]["pytorchReplicaSpecs"]
+        assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 2
+        assert ptj["metadata"]["ownerReferences"][0]["name"] == job_name
+        assert cluster.status(job_name)["phase"] == "Training"
+        done = {
+            "conditions": [
+                {"type": "Created", "status": "True"},
+                {"type": "Succeeded", "status": "True", "message": "all replicas succeeded"},
+            ]
+        }
+        cluster.custom.patch_namespaced_custom_object_status(
+            "kubeflow.org", "v1", cluster.namespace, "pytorchjobs", f"{job_name}-train", {"status": done}
+        )
+        cluster.wait_phase(job_name, "Succeeded", 30)
+    finally:
+        ext.delete_custom_resource_definition("pytorchjobs.kubeflow.org")
+
+
+def _get_ptj(cluster, job_name):
+    try:
+        return cluster.custom.get_namespaced_custom_object(
+            "kubeflow.org", "v1", cluster.namespace, "pytorchjobs", f"{job_name}-train"
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
