@@ -13,6 +13,7 @@ from denas_operator.pods import (
     search_dir,
     search_fingerprint,
 )
+from podsecurity import restricted_violations
 
 from denas.job import load_job
 
@@ -47,8 +48,9 @@ def test_search_pods_share_one_rendezvous_on_rank_zero():
 
 
 def test_every_pod_meets_pod_security_restricted():
-    j = job(training={"replicas": 3})
+    j = job(training={"replicas": 3}, hardware={"pinnedCpus": 2}, storage={"claimName": "nas"})
     for pod in build_search_pods(j) + build_training_pods(j):
+        assert restricted_violations(pod) == [], pod["metadata"]["name"]
         spec = pod["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -179,6 +181,7 @@ def test_kubeflow_backend_builds_a_pytorchjob_without_the_env_the_controller_own
         "cleanPodPolicy": "None",
         "activeDeadlineSeconds": 600,
     }
+    assert restricted_violations(specs["Worker"]["template"]["spec"]) == []
     container = specs["Worker"]["template"]["spec"]["containers"][0]
     assert container["name"] == "pytorch" and container["command"][:4] == ["torchrun", "-m", "denas", "train"]
     names = {e["name"] for e in container["env"]}
