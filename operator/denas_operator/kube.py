@@ -26,6 +26,7 @@ from .reconcile import BLOCKED, Decision, Observed, decide
 log = logging.getLogger(__name__)
 
 LAG_GRACE_S = 30.0  # how long a create/delete is trusted over the watch caches
+STATUS_TRUST_S = 10.0  # how long the status just written is trusted over the job body
 API_TIMEOUT_S = 20
 
 
@@ -216,7 +217,9 @@ class Reconciler:
         self.services: Any = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._dirty: set[tuple[str, str]] = set()
-        self._statuses: dict[str, dict[str, Any]] = {}  # uid -> status last written
+        # uid -> (when, status last written): newer than the job body until its watch event arrives.
+        # Trusted only briefly, so a replica resuming after a peering pause reads the cluster.
+        self._statuses: dict[str, tuple[float, dict[str, Any]]] = {}
         # (namespace, job) -> {(kind, name): (when, object)}: children created, events pending
         self._created: dict[tuple[str, str], dict[tuple[str, str], tuple[float, dict[str, Any]]]] = {}
         self._deleted: dict[tuple[str, str], float] = {}
@@ -333,7 +336,11 @@ class Reconciler:
         ns, name, uid = meta.get("namespace") or "default", meta["name"], meta.get("uid", "")
         if meta.get("deletionTimestamp"):
             return
-        old_status = self._statuses.get(uid) or body.get("status") or {}
+        written = self._statuses.get(uid)
+        if written and time.monotonic() - written[0] < STATUS_TRUST_S:
+            old_status = written[1]
+        else:
+            old_status = body.get("status") or {}
         body = {**body, "status": old_status}  # decide() works on its own deep copy
         obs = await self.observe(body)
         decision = decide(body, obs, datetime.now(UTC))
@@ -347,7 +354,7 @@ class Reconciler:
                 if exc.status == 404:
                     return
                 raise
-            self._statuses[uid] = new_status
+            self._statuses[uid] = (time.monotonic(), new_status)
         self.metrics.observe(ns, name, new_status, is_new=not old_status.get("startTime") and bool(patch))
         if decision.delete_job:
             log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", ns, name)
