@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import sys
 
 EPILOG = """\
@@ -51,9 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
         "(needs the kopf peering CRDs, shipped by the Helm chart)",
     )
     peer.add_argument("--standalone", action="store_true", help="no peering: the only replica (default)")
-    p.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority of this replica (default: 0 standalone; with --peering a random "
+        "distinct one, because kopf pauses every replica when live peers share a priority)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
+
+
+def peering_priority(args: argparse.Namespace) -> int:
+    """The explicit --priority, else a random one with --peering: the replicas of a Deployment all
+    get the same args, and kopf pauses every peer when the highest priority is shared."""
+    if args.priority is not None:
+        return args.priority
+    if args.peering:
+        return random.SystemRandom().randint(1, 2**31 - 1)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         liveness_endpoint=args.liveness or None,
         peering_name=args.peering,
         standalone=not args.peering,
-        priority=args.priority,
+        priority=peering_priority(args),
     )
     return 0
 
