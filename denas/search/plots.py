@@ -21,8 +21,17 @@ def plot_curve(curve: list[dict[str, Any]], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [c["evaluated"] for c in curve if c["best_score"] is not None]
     ys = [c["best_score"] for c in curve if c["best_score"] is not None]
-    ax.plot(xs, ys, marker="o", ms=3)
-    ax.set_xlabel("candidates scored")
+    ax.plot(xs, ys, marker="o", ms=3, drawstyle="steps-post")
+    for c in curve[:: max(1, len(curve) // 10)]:  # a few generation labels, not a crowd
+        if c["best_score"] is not None:
+            ax.annotate(
+                f"g{c['generation']}",
+                (c["evaluated"], c["best_score"]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(2, 4),
+            )
+    ax.set_xlabel("candidates scored (gN: after generation N)")
     ax.set_ylabel("best fitness (DE-Score)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
