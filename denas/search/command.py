@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--progress-file", help="JSON file replaced atomically with the latest progress event"
     )
     parser.add_argument(
-        "--threads", type=int, help="torch threads of this rank (default: CPUs available / LOCAL_WORLD_SIZE)"
+        "--threads",
+        type=int,
+        help="torch threads of this rank (default: OMP_NUM_THREADS, else CPUs available / LOCAL_WORLD_SIZE)",
     )
     parser.add_argument(
         "--dist-timeout",
