@@ -70,12 +70,6 @@ def test_kubeflow_pytorchjob_templates_are_restricted(name, manifest):
         assert_restricted(replica["template"]["spec"]), role
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN BUG (reported to the lead): the operator mounts only the claim's subPath "
-    "(/var/lib/denas/<job>), while the CRD says the claim is mounted at /var/lib/denas; data sets "
-    "kept beside the jobs' directories are invisible. Remove this marker once pods.py mounts the whole claim.",
-)
 @pytest.mark.parametrize(("name", "manifest"), DATA_JOBS, ids=[name for name, _ in DATA_JOBS])
 def test_training_pods_see_the_data_set_paths_the_job_names(name, manifest):
     """spec.training.dataset.path/tokenizer must lie inside a volume the training container mounts."""

@@ -15,7 +15,7 @@ from denas_operator.pods import (
 )
 from podsecurity import restricted_violations
 
-from denas.job import load_job
+from denas.job import load_job, openapi_schema
 
 
 def job(**spec_overrides) -> JobRef:
@@ -108,14 +108,31 @@ def test_node_pool_scheduling_reaches_every_pod():
         assert pod["spec"]["serviceAccountName"] == "runner"
 
 
-def test_state_volume_is_the_claim_subpath_or_an_emptydir():
-    with_claim = build_search_pods(job(storage={"claimName": "nas", "subPath": "team/run1"}))[0]
-    volumes = {v["name"]: v for v in with_claim["spec"]["volumes"]}
-    mount = next(m for m in with_claim["spec"]["containers"][0]["volumeMounts"] if m["name"] == "state")
-    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "nas"
-    assert mount == {"name": "state", "mountPath": "/var/lib/denas/team/run1", "subPath": "team/run1"}
+def test_state_volume_is_the_whole_claim_at_the_state_root_or_an_emptydir():
+    j = job(storage={"claimName": "nas", "subPath": "team/run1"})
+    for pod in build_search_pods(j) + build_training_pods(j):
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "state")
+        assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "nas"
+        # No subPath: data sets beside the jobs' directories on the claim stay visible.
+        assert mount == {"name": "state", "mountPath": "/var/lib/denas"}
+    assert search_dir(j).startswith("/var/lib/denas/team/run1/search-")
     plain = build_search_pods(job())[0]
     assert {v["name"]: v for v in plain["spec"]["volumes"]}["state"] == {"name": "state", "emptyDir": {}}
+
+
+def test_default_image_comes_from_the_operator_env_unless_the_job_sets_one(monkeypatch):
+    default = openapi_schema()["properties"]["spec"]["properties"]["image"]["default"]
+    monkeypatch.delenv("DENAS_DEFAULT_WORKER_IMAGE", raising=False)
+    assert build_search_pods(job())[0]["spec"]["containers"][0]["image"] == default
+    monkeypatch.setenv("DENAS_DEFAULT_WORKER_IMAGE", "mirror.example.com/denas/worker:0.1.0")
+    # The API server writes the CRD default into spec.image: that value means "not set".
+    j = job()
+    assert j.spec["image"] == default
+    pods = build_search_pods(j) + build_training_pods(job(training={"replicas": 2}))
+    images = [c["image"] for p in pods for c in p["spec"]["containers"] + p["spec"].get("initContainers", [])]
+    assert set(images) == {"mirror.example.com/denas/worker:0.1.0"}
+    assert build_search_pods(job(image="other:1"))[0]["spec"]["containers"][0]["image"] == "other:1"
 
 
 def test_search_directory_changes_with_what_is_searched_not_where():

@@ -26,7 +26,7 @@ ROLE_SPEC = "spec"
 ROLE_RESULT = "result"
 
 # In-pod layout. The job manifest (defaults applied) arrives as a mounted ConfigMap; state lives
-# under /var/lib/denas/<subPath or job name> (the PVC's sub-directory, or an emptyDir).
+# under /var/lib/denas/<subPath or job name>; the whole PVC (or an emptyDir) is mounted at /var/lib/denas.
 SPEC_DIR = "/etc/denas/job"
 SPEC_KEY = "job.yaml"
 RESULT_DIR = "/etc/denas/result"

@@ -8,11 +8,14 @@ The torchrun env contract itself lives in `denas.train.envvars`, shared with `de
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
+from denas.job import openapi_schema
 from denas.train.envvars import master_address, torchrun_command, torchrun_env
 
 from . import names as n
@@ -47,6 +50,21 @@ class JobRef:
     def from_body(cls, body: dict[str, Any], spec: dict[str, Any]) -> JobRef:
         meta = body.get("metadata", {})
         return cls(meta["name"], meta.get("namespace") or "default", meta.get("uid", ""), spec)
+
+
+@functools.cache
+def crd_default_image() -> str:
+    """spec.image's default in the CRD: the API server fills it in, so it means "not set"."""
+    return openapi_schema()["properties"]["spec"]["properties"]["image"]["default"]
+
+
+def worker_image(spec: dict[str, Any]) -> str:
+    """spec.image, unless it is the CRD default: then the operator's DENAS_DEFAULT_WORKER_IMAGE
+    (the chart's `worker.image`, e.g. a mirror registry) when set."""
+    image = spec.get("image") or crd_default_image()
+    if image == crd_default_image():
+        return os.environ.get("DENAS_DEFAULT_WORKER_IMAGE") or image
+    return image
 
 
 def stable_hash(obj: Any, length: int = 10) -> str:
@@ -153,10 +171,12 @@ def common_env(job: JobRef, role: str, omp_threads: int) -> dict[str, str]:
 
 def _volumes(job: JobRef, with_result: bool, with_shm: bool) -> tuple[list[dict], list[dict]]:
     storage = job.spec.get("storage") or {}
-    state_mount = {"name": "state", "mountPath": n.state_dir(job.name, job.spec)}
+    # The whole claim at the state root (as the CRD documents), no subPath: data sets and tokenizers
+    # kept beside the jobs' directories (spec.training.dataset.path) must be visible too. The job's
+    # own state still goes to /var/lib/denas/<subPath or job>/ (search_dir, train_dir).
+    state_mount = {"name": "state", "mountPath": n.STATE_ROOT}
     if storage.get("claimName"):
         state = {"name": "state", "persistentVolumeClaim": {"claimName": storage["claimName"]}}
-        state_mount["subPath"] = n.state_subpath(job.name, job.spec)
     else:
         state = {"name": "state", "emptyDir": {}}
     volumes = [
@@ -228,7 +248,7 @@ def _container(
 ) -> dict[str, Any]:
     container = {
         "name": "denas",
-        "image": job.spec.get("image", "ghcr.io/denas-io/denas-worker:0.1.0"),
+        "image": worker_image(job.spec),
         "imagePullPolicy": job.spec.get("imagePullPolicy", "IfNotPresent"),
         "command": command,
         "env": _env_list(env),
