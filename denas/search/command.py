@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="score cache file shared between searches (default: OUT/score_cache.jsonl); entries only "
         "match the same space, score settings and hardware",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics (candidates scored, score time, best score)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument(
         "--scorer",
@@ -47,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from denas.job import JobValidationError, load_job
     from denas.search.evaluator import load_scorer
+    from denas.search.metrics import SearchMetrics
     from denas.search.runner import run_search
 
     try:
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             progress_file=args.progress_file,
             plots=not args.no_plots,
             score_cache=args.score_cache,
+            metrics=SearchMetrics(args.metrics_port) if args.metrics_port else None,
         )
     except (JobValidationError, SearchError, FileNotFoundError) as e:
         print(f"denas search: error: {e}", file=sys.stderr)

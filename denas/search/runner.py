@@ -22,6 +22,7 @@ from denas.search.config import SearchConfig, SearchError
 from denas.search.constraints import LatencyPredictor, check_satisfiable, make_admit
 from denas.search.distributed import DistributedPool, LocalPool, default_threads, world_from_env
 from denas.search.evaluator import Evaluator, Scorer
+from denas.search.metrics import SearchMetrics
 from denas.search.progress import Progress, kube_reporter
 from denas.search.strategies import Context, create, rank_records
 from denas.search.surrogate import make_surrogate_rank
@@ -100,6 +101,7 @@ def run_search(
     progress: Progress | None = None,
     plots: bool = True,
     score_cache: str | Path | None = None,
+    metrics: SearchMetrics | None = None,
 ) -> dict[str, Any] | None:
     """Run (or resume) a search; rank 0 returns the result dict, other ranks return None."""
     import torch
@@ -110,8 +112,15 @@ def run_search(
     rank, world = world_from_env()
     torch.set_num_threads(threads or default_threads())
     evaluator = Evaluator(space, config, scorer)
+    metrics = metrics or SearchMetrics()
+
+    def evaluate(structure: dict) -> dict:
+        record = evaluator.evaluate(structure)
+        metrics.observe(record)
+        return record
+
     if world > 1:
-        pool: Any = DistributedPool(evaluator.evaluate, rank, world, dist_timeout_s)
+        pool: Any = DistributedPool(evaluate, rank, world, dist_timeout_s)
         if rank != 0:
             try:
                 pool.serve()
@@ -119,7 +128,7 @@ def run_search(
                 pool.close()
             return None
     else:
-        pool = LocalPool(evaluator.evaluate)
+        pool = LocalPool(evaluate)
     try:
         return _coordinate(
             config,
@@ -133,6 +142,7 @@ def run_search(
             progress,
             plots,
             score_cache,
+            metrics,
         )
     except BaseException as e:
         if isinstance(pool, DistributedPool):
@@ -143,7 +153,18 @@ def run_search(
 
 
 def _coordinate(
-    config, out_dir, resume, space, evaluator, pool, on_event, progress_file, progress, plots, cache_path
+    config,
+    out_dir,
+    resume,
+    space,
+    evaluator,
+    pool,
+    on_event,
+    progress_file,
+    progress,
+    plots,
+    cache_path,
+    metrics,
 ):
     prepare_out_dir(out_dir, resume)
     hardware = hardware_fingerprint()
@@ -200,6 +221,7 @@ def _coordinate(
         strategy.tell(ctx, [archive[h] for h in hashes])
         best = rank_records(list(archive.values()))[:1]
         best_score = best[0]["fitness"] if best and best[0]["feasible"] else None
+        metrics.set_best(best_score)
         event = {
             "event": "generation",
             "generation": strategy.generation,

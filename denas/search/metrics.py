@@ -1,0 +1,51 @@
+"""Prometheus metrics of a search pod (``denas search --metrics-port N``), see docs/metrics.md.
+
+Every rank counts and times the candidates it scores; rank 0 also publishes the best score.
+A private registry keeps several searches in one process (tests) from colliding.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: score times span ~10 ms (tiny cells) to ~1 min (ViT with latency measurement)
+BUCKETS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+class SearchMetrics:
+    def __init__(self, port: int | None = None):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+        self.registry = CollectorRegistry()
+        self.scored = Counter(
+            "denas_search_candidates_scored", "Candidates scored by this rank.", registry=self.registry
+        )
+        self.seconds = Histogram(
+            "denas_search_score_seconds",
+            "Time to score one candidate (all proxies + latency).",
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.best = Gauge(
+            "denas_search_best_score", "Best DE-Score seen so far (rank 0).", registry=self.registry
+        )
+        self.server = None
+        if port:
+            self.server, _ = start_http_server(port, registry=self.registry)
+            log.info("Prometheus metrics on :%d/metrics", port)
+
+    def observe(self, record: dict[str, Any]) -> None:
+        self.scored.inc()
+        self.seconds.observe(record.get("score_s", 0.0))
+
+    def set_best(self, score: float | None) -> None:
+        if score is not None:
+            self.best.set(score)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
