@@ -66,12 +66,6 @@ def test_every_queried_metric_is_exported_by_the_code(dashboard):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN GAP (reported to the lead): the search pods export no Prometheus metrics yet "
-    "(denas_search_candidates_scored_total, denas_search_score_seconds, denas_search_best_score); "
-    "remove this marker when denas/search defines them",
-)
 def test_search_pod_metrics_the_dashboard_plots_are_exported(dashboard):
     missing = _missing_series(dashboard, only_search_pods=True)
     assert not missing, f"the dashboard queries {missing}, which denas/search does not define"
