@@ -139,10 +139,13 @@ def truth_table(rows: list[dict[str, str]], analog: dict[int, float] | None) -> 
     return table
 
 
+ENSEMBLE = (*scores.COMPONENTS, "zico", "naswot", "jacob_cov")
+
+
 def calibrate(cells: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
-    """(median, IQR/1.349) of each transformed component on the tuning cells."""
+    """(median, IQR/1.349) of each transformed proxy on the tuning cells."""
     out = {}
-    for c in scores.COMPONENTS:
+    for c in ENSEMBLE:
         v = np.array([scores.transform(c, x[c]) for x in cells])
         q75, q25 = np.percentile(v, [75, 25])
         out[c] = (float(np.median(v)), float((q75 - q25) / 1.349))
@@ -160,14 +163,17 @@ def absolute_de(cells: list[dict[str, float]], weights: dict[str, float], cal: d
     ]
 
 
-def tune_weights(cells: list[dict[str, float]], truth: list[float]) -> tuple[dict[str, float], dict, float]:
-    """Calibration and a grid search of the DE-Score weights, on the tuning sample only."""
+def tune_weights(
+    cells: list[dict[str, float]], truth: list[float], names: tuple[str, ...] = scores.COMPONENTS
+) -> tuple[dict[str, float], dict, float]:
+    """Calibration and a grid search of the weights of ``names`` (at most 4 non-zero), on the
+    tuning sample only."""
     cal = calibrate(cells)
     grid = (0.0, 0.5, 1.0, 2.0)
     best = (-2.0, {})
-    for combo in itertools.product(grid, repeat=4):
-        w = {k: v for k, v in zip(scores.COMPONENTS, combo) if v}
-        if w:
+    for combo in itertools.product(grid, repeat=len(names)):
+        w = {k: v for k, v in zip(names, combo) if v}
+        if 0 < len(w) <= 4:
             rho = spearmanr(absolute_de(cells, w, cal), truth).statistic
             if rho > best[0] + 1e-9:
                 best = (rho, w)
@@ -184,6 +190,8 @@ def report(rows, tune_idx, report_idx, cache, analog) -> None:
     tune_truth = [truths["cifar10_test_acc"][i] for i in tune_idx if i in cache]
     tuned, cal, tune_rho = tune_weights(tune_cells, tune_truth)
     shipped = scores.resolve_weights("nb201")
+    ensemble, _, ens_rho = tune_weights(tune_cells, tune_truth, ENSEMBLE)
+    print(f"opt-in ensemble (any of {ENSEMBLE}) best on the tuning sample ({ens_rho:.3f}): {ensemble}")
     print(
         f"\nTUNING sample: {len(tune_cells)} cells; calibration (median, spread) "
         f"{ {k: (round(m, 3), round(s, 3)) for k, (m, s) in cal.items()} }"
@@ -200,6 +208,7 @@ def report(rows, tune_idx, report_idx, cache, analog) -> None:
     }
     columns["DE-Score (nb201 defaults)"] = [scores.combine(c, shipped, "nb201") for c in cells]
     columns["DE-Score ranked (nb201 defaults)"] = scores.combine_ranked(cells, shipped)
+    columns["ensemble (tuned, opt-in weights)"] = [scores.combine(c, ensemble, "nb201") for c in cells]
     columns["DE-Score, all 4 components w=1"] = [
         scores.combine(c, dict.fromkeys(scores.COMPONENTS, 1.0), "nb201") for c in cells
     ]

@@ -240,8 +240,8 @@ def diversity(ctx: ScoreContext) -> float:
     total = 0.0
     with torch.no_grad():
         for w, g in _diversity_pairs(model):
-            w2, g2 = w.detach().reshape(w.shape[0], -1).double(), g.reshape(g.shape[0], -1).double()
-            total += float(torch.linalg.matrix_norm(w2, ord="nuc") * torch.linalg.matrix_norm(g2, ord="nuc"))
+            w2, g2 = w.detach().reshape(w.shape[0], -1), g.reshape(g.shape[0], -1)
+            total += float(torch.linalg.svdvals(w2).sum()) * float(torch.linalg.svdvals(g2).sum())
     return total
 
 

@@ -50,7 +50,7 @@ def score_model(
     seeded random class indices (a label-free fallback, the same regime as synthetic batches).
     ``loss_fn(output, targets)`` replaces the default loss.
 
-    Returns each requested proxy (default: the DE-Score components) and ``"de_score"``, the
+    Returns each requested proxy (default: the weighted DE-Score components) and ``"de_score"``, the
     weighted sum of transformed components (`denas.scores.descore`); the components the weights
     need are always computed. ``weights`` is a mapping (updating ``domain``'s default weights key
     by key) or a domain name. A ``latency`` weight
@@ -61,12 +61,20 @@ def score_model(
     if isinstance(weights, str):
         domain, weights = weights, None
     resolved = descore.resolve_weights(weights, domain)
-    requested = list(dict.fromkeys(proxies if proxies is not None else descore.COMPONENTS))
+    # default: the weighted components (a zero-weight component would cost time for nothing)
+    default = [c for c in descore.COMPONENTS if c in resolved]
+    requested = list(dict.fromkeys(proxies if proxies is not None else default))
     for name in requested:
         if name != "latency":
             registry.get(name)  # unknown names fail before any work
     needed = list(dict.fromkeys([*requested, *resolved]))
     ctx = registry.ScoreContext(model=model, inputs=inputs, targets=targets, loss_fn=loss_fn, seed=seed)
+    if targets is not None:  # fail fast on targets that do not fit the output (one sample, cheap)
+        with torch.no_grad():
+            probe = ctx.fresh_model().eval()
+            (loss_fn or _model.default_loss)(
+                _model.logits(probe, _model.slice_batch(inputs, 0, 1)), targets[:1]
+            )
     was_training = model.training
     values: dict[str, float] = {}
     with torch.random.fork_rng(devices=[]):
