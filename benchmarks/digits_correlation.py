@@ -147,7 +147,8 @@ def table(
     title: str, networks: list[dict], values: list[dict[str, float]], weights: dict[str, float]
 ) -> dict:
     truth = [n["mean_acc"] for n in networks]
-    columns = {name: [v[name] for v in values] for name in scores.names()}
+    # oriented like the DE-Score (complexity as -log condition number: higher is better)
+    columns = {name: [scores.transform(name, v[name]) for v in values] for name in scores.names()}
     columns["de_score (cnn defaults, absolute)"] = [scores.combine(v, weights, "cnn/digits") for v in values]
     columns["de_score (cnn defaults, ranked)"] = scores.combine_ranked(values, weights)
     print(
