@@ -53,10 +53,11 @@ def test_forward_features_is_the_token_sequence_and_logits_come_from_the_class_t
     model = space.build(s).eval()
     x, _ = space.example_inputs(batch_size=2)
     assert x.shape == (2, 1, 8, 8)
-    feats = model.forward_features(x)
-    assert feats.shape == (2, 17, s["embed_dim"])
     with torch.no_grad():
-        assert torch.allclose(model(x), model.head(feats[:, 0]))
+        feats = model.forward_features(x)
+        assert feats.shape == (2, 17, s["embed_dim"])
+        # same math, but oneDNN may pick other kernels per call: equal up to float rounding
+        assert torch.allclose(model(x), model.head(feats[:, 0]), rtol=1e-4, atol=1e-5)
 
 
 def test_encoding_pads_to_the_deepest_choice():
