@@ -32,6 +32,9 @@ CORE_RESOURCES = {
     "event": "/events",
     "namespace": "/namespaces",
     "custom_resource_definition": "apiextensions.k8s.io/customresourcedefinitions",
+    "service_account": "/serviceaccounts",
+    "role": "rbac.authorization.k8s.io/roles",
+    "role_binding": "rbac.authorization.k8s.io/rolebindings",
 }
 # kopf handlers that keep state on the object (finalizers, progress annotations) patch it.
 KOPF_PATCHING = {"create", "update", "delete", "resume", "timer", "daemon", "field"}

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import yaml
 from denas_operator import names as n
-from denas_operator.objects import build_headless_service, build_pytorchjob, build_spec_configmap
+from denas_operator.objects import (
+    build_headless_service,
+    build_pytorchjob,
+    build_spec_configmap,
+    build_worker_rbac,
+)
 from denas_operator.pods import (
     JobRef,
     build_search_pods,
@@ -13,6 +18,7 @@ from denas_operator.pods import (
     search_dir,
     search_fingerprint,
 )
+from deploy_support import assert_valid
 from podsecurity import restricted_violations
 
 from denas.job import load_job, openapi_schema
@@ -203,3 +209,44 @@ def test_kubeflow_backend_builds_a_pytorchjob_without_the_env_the_controller_own
     assert container["name"] == "pytorch" and container["command"][:4] == ["torchrun", "-m", "denas", "train"]
     names = {e["name"] for e in container["env"]}
     assert not names & {"MASTER_ADDR", "RANK", "WORLD_SIZE", "PET_NNODES"}
+
+
+def test_worker_rbac_grants_only_get_and_patch_on_the_jobs_result_configmap():
+    j = job()
+    sa, role, binding = build_worker_rbac(j)
+    assert [o["kind"] for o in (sa, role, binding)] == ["ServiceAccount", "Role", "RoleBinding"]
+    for obj in (sa, role, binding):
+        meta = obj["metadata"]
+        assert meta["name"] == "j-worker" and meta["namespace"] == "ns"
+        assert meta["labels"][n.LABEL_JOB] == "j"
+        assert meta["ownerReferences"][0]["uid"] == "uid-1" and meta["ownerReferences"][0]["controller"]
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["j-result"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "j-worker"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "j-worker", "namespace": "ns"}]
+    # The pods run as that account unless the job names its own.
+    for pod in build_search_pods(j) + build_training_pods(j):
+        assert pod["spec"]["serviceAccountName"] == "j-worker"
+    assert_valid([sa, role, binding])
+
+
+def test_search_pods_and_the_training_master_serve_metrics_on_the_port_named_metrics():
+    j = job(search={"population": 4, "replicas": 2}, training={"replicas": 2})
+    master, worker = build_training_pods(j)
+    for pod in [*build_search_pods(j), master]:
+        container = pod["spec"]["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["metrics"] == 9400, pod["metadata"]["name"]
+        command = container["command"]
+        assert command[command.index("--metrics-port") + 1] == "9400", command
+    # Only global rank 0 (in the master pod) serves training metrics: no port on the workers.
+    assert "metrics" not in {p["name"] for p in worker["spec"]["containers"][0]["ports"]}
+    kubeflow = build_pytorchjob(j, build_training_pods(j))["spec"]["pytorchReplicaSpecs"]
+    master_ports = kubeflow["Master"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "metrics", "containerPort": 9400} in master_ports

@@ -81,12 +81,25 @@ def test_a_new_job_gets_configmaps_service_and_search_pods():
     assert created(d, "Service") == ["j-search"] and created(d, "Pod") == ["j-search-0"]
     assert d.status["phase"] == "Searching" and d.status["observedGeneration"] == 1
     assert cond(d.status, "SearchRunning")["status"] == "True"
+    # The pods' own account, allowed to report into j-result (spec.serviceAccountName is unset).
+    for kind in ("ServiceAccount", "Role", "RoleBinding"):
+        assert created(d, kind) == ["j-worker"], kind
+    assert next(o for o in d.create if o["kind"] == "Pod")["spec"]["serviceAccountName"] == "j-worker"
+
+
+def test_worker_rbac_is_created_once_and_not_with_a_users_service_account():
+    created_once = decide(body(), Observed(worker_rbac=True), NOW)
+    assert not {"ServiceAccount", "Role", "RoleBinding"} & {o["kind"] for o in created_once.create}
+    spec = {"domain": "cnn", "search": {"population": 4, "generations": 2}, "serviceAccountName": "runner"}
+    own = decide(body(spec=spec), Observed(), NOW)
+    assert not {"ServiceAccount", "Role", "RoleBinding"} & {o["kind"] for o in own.create}
+    assert next(o for o in own.create if o["kind"] == "Pod")["spec"]["serviceAccountName"] == "runner"
 
 
 def test_reconcile_is_idempotent_once_children_exist():
     first = decide(body(), Observed(), NOW)
     pods = [pod(o) for o in first.create if o["kind"] == "Pod"]
-    obs = Observed(pods=pods, configmaps=cms(), services={"j-search"})
+    obs = Observed(pods=pods, configmaps=cms(), services={"j-search"}, worker_rbac=True)
     obs.configmaps["j-spec"] = next(o for o in first.create if o["metadata"]["name"] == "j-spec")
     again = decide(body(status=first.status), obs, NOW)
     assert again.create == [] and again.delete_pods == [] and again.replace == []

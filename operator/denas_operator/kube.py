@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 LAG_GRACE_S = 30.0  # how long a create/delete is trusted over the watch caches
 STATUS_TRUST_S = 10.0  # how long the status just written is trusted over the job body
 API_TIMEOUT_S = 20
+# The pods' per-job RBAC: created once per job incarnation (409 = exists), not watched.
+WORKER_RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding"}
 
 
 def merge_patch(old: Any, new: Any) -> Any:
@@ -60,6 +62,7 @@ class Kube:
         self.api = api or client.ApiClient()
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
+        self.rbac = client.RbacAuthorizationV1Api(self.api)
         self._kubeflow: tuple[float, bool] | None = None
         self._pvcs: dict[tuple[str, str], tuple[float, bool]] = {}
 
@@ -75,6 +78,12 @@ class Kube:
                 await self._call(self.core.create_namespaced_service, ns, obj)
             elif kind == "ConfigMap":
                 await self._call(self.core.create_namespaced_config_map, ns, obj)
+            elif kind == "ServiceAccount":
+                await self._call(self.core.create_namespaced_service_account, ns, obj)
+            elif kind == "Role":
+                await self._call(self.rbac.create_namespaced_role, ns, obj)
+            elif kind == "RoleBinding":
+                await self._call(self.rbac.create_namespaced_role_binding, ns, obj)
             elif kind == "PyTorchJob":
                 await self._call(
                     self.custom.create_namespaced_custom_object, "kubeflow.org", "v1", ns, "pytorchjobs", obj
@@ -223,6 +232,7 @@ class Reconciler:
         # (namespace, job) -> {(kind, name): (when, object)}: children created, events pending
         self._created: dict[tuple[str, str], dict[tuple[str, str], tuple[float, dict[str, Any]]]] = {}
         self._deleted: dict[tuple[str, str], float] = {}
+        self._worker_rbac: set[str] = set()  # uids of jobs whose pods' RBAC was created
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         self.jobs.pop((namespace, name), None)
@@ -230,6 +240,7 @@ class Reconciler:
         self._locks.pop((namespace, name), None)
         if uid:
             self._statuses.pop(uid, None)
+            self._worker_rbac.discard(uid)
         self.metrics.forget(namespace, name)
 
     async def trigger(self, namespace: str, name: str) -> None:
@@ -300,6 +311,7 @@ class Reconciler:
             elif pns == ns:
                 pods[pname]["metadata"]["deletionTimestamp"] = "pending"  # deleted, event not here yet
         obs = Observed(pods=list(pods.values()), configmaps=configmaps, services=services)
+        obs.worker_rbac = meta.get("uid", "") in self._worker_rbac
         await self._refresh_result(ns, name, obs)
         spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
         storage = spec.get("storage") if isinstance(spec.get("storage"), dict) else {}
@@ -344,7 +356,7 @@ class Reconciler:
         body = {**body, "status": old_status}  # decide() works on its own deep copy
         obs = await self.observe(body)
         decision = decide(body, obs, datetime.now(UTC))
-        await self.apply(ns, name, decision, obs.pods)
+        await self.apply(ns, name, decision, obs.pods, uid)
         new_status = decision.status
         patch = merge_patch(old_status, new_status)
         if patch:
@@ -360,7 +372,9 @@ class Reconciler:
             log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", ns, name)
             await self.kube.delete_job(ns, name)
 
-    async def apply(self, ns: str, name: str, d: Decision, observed_pods: list[dict[str, Any]]) -> None:
+    async def apply(
+        self, ns: str, name: str, d: Decision, observed_pods: list[dict[str, Any]], uid: str = ""
+    ) -> None:
         try:
             # ConfigMaps and Services before the pods that mount and resolve them; each tier at once.
             for tier in (
@@ -370,7 +384,10 @@ class Reconciler:
                 await asyncio.gather(*(self.kube.create(obj) for obj in tier))
                 created = self._created.setdefault((ns, name), {})
                 for obj in tier:
-                    created[(obj["kind"], obj["metadata"]["name"])] = (time.monotonic(), obj)
+                    if obj["kind"] in WORKER_RBAC_KINDS:
+                        self._worker_rbac.add(uid)
+                    else:
+                        created[(obj["kind"], obj["metadata"]["name"])] = (time.monotonic(), obj)
             for obj in d.replace:
                 await self.kube.replace_configmap(obj)
             uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in observed_pods}

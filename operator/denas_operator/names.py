@@ -14,7 +14,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 # Labels on every child; selectors and the operator's indexes use them.
 LABEL_JOB = "denas.io/job-name"
-LABEL_ROLE = "denas.io/role"  # search | train-master | train-worker | spec | result
+LABEL_ROLE = "denas.io/role"  # search | train-master | train-worker | spec | result | worker-rbac
 LABEL_RANK = "denas.io/rank"
 ANNOTATION_TEMPLATE_HASH = "denas.io/template-hash"  # pods whose template changed are replaced
 ANNOTATION_SPEC_HASH = "denas.io/spec-hash"  # the job.yaml a spec ConfigMap holds
@@ -24,6 +24,7 @@ ROLE_TRAIN_MASTER = "train-master"
 ROLE_TRAIN_WORKER = "train-worker"
 ROLE_SPEC = "spec"
 ROLE_RESULT = "result"
+ROLE_WORKER_RBAC = "worker-rbac"
 
 # In-pod layout. The job manifest (defaults applied) arrives as a mounted ConfigMap; state lives
 # under /var/lib/denas/<subPath or job name>; the whole PVC (or an emptyDir) is mounted at /var/lib/denas.
@@ -39,6 +40,8 @@ SHM_DIR = "/dev/shm"
 
 SEARCH_PORT = 29500
 TRAIN_PORT = 23456
+METRICS_PORT = 9400  # container port "metrics" of search and training pods (PodMonitor)
+METRICS_PORT_NAME = "metrics"
 
 
 def search_pod(job: str, index: int) -> str:
@@ -63,6 +66,11 @@ def spec_configmap(job: str) -> str:
 
 def result_configmap(job: str) -> str:
     return f"{job}-result"
+
+
+def worker_account(job: str) -> str:
+    """ServiceAccount, Role and RoleBinding of the job's pods when spec.serviceAccountName is unset."""
+    return f"{job}-worker"
 
 
 def pytorchjob(job: str) -> str:

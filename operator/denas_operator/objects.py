@@ -39,6 +39,36 @@ def build_result_configmap(job: JobRef) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {}}
 
 
+def build_worker_rbac(job: JobRef) -> list[dict[str, Any]]:
+    """ServiceAccount `<job>-worker` + Role (get/patch on `<job>-result` only) + RoleBinding: what
+    the pods need to report (denas/kube_report.py). Used when spec.serviceAccountName is unset."""
+    name = n.worker_account(job.name)
+    role = n.ROLE_WORKER_RBAC
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": child_metadata(job, name, role)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": child_metadata(job, name, role),
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": [n.result_configmap(job.name)],
+                    "verbs": ["get", "patch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": child_metadata(job, name, role),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": job.namespace}],
+        },
+    ]
+
+
 def build_headless_service(job: JobRef, group: str) -> dict[str, Any]:
     """Gives pod 0 of a group a stable DNS name (`<pod>.<service>.<ns>.svc`) for the rendezvous."""
     if group == "search":

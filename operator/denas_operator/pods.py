@@ -35,6 +35,8 @@ while True:
 """
 
 DEFAULT_PINNED_MEMORY = "2Gi"
+# Scraped by the PodMonitor (deploy/components/monitoring, chart metrics.podMonitor) by name.
+METRICS_CONTAINER_PORT = {"name": n.METRICS_PORT_NAME, "containerPort": n.METRICS_PORT}
 
 
 @dataclass(frozen=True)
@@ -229,8 +231,9 @@ def _pod(
     }
     if init_containers:
         spec["initContainers"] = init_containers
-    if job.spec.get("serviceAccountName"):
-        spec["serviceAccountName"] = job.spec["serviceAccountName"]
+    # Without spec.serviceAccountName the operator's per-job account (objects.build_worker_rbac),
+    # which may get/patch only <job>-result: the namespace's `default` one may not.
+    spec["serviceAccountName"] = job.spec.get("serviceAccountName") or n.worker_account(job.name)
     if hardware.get("nodeSelector"):
         spec["nodeSelector"] = dict(hardware["nodeSelector"])
     if hardware.get("tolerations"):
@@ -270,7 +273,16 @@ def build_search_pods(job: JobRef) -> list[dict[str, Any]]:
     volumes, mounts = _volumes(job, with_result=False, with_shm=False)
     service = n.search_service(job.name)
     master = f"{n.search_pod(job.name, 0)}.{service}.{job.namespace}.svc"
-    command = ["denas", "search", f"{n.SPEC_DIR}/{n.SPEC_KEY}", "--out", search_dir(job), "--resume"]
+    command = [
+        "denas",
+        "search",
+        f"{n.SPEC_DIR}/{n.SPEC_KEY}",
+        "--out",
+        search_dir(job),
+        "--metrics-port",
+        str(n.METRICS_PORT),
+        "--resume",
+    ]
     pods = []
     for rank in range(replicas):
         env = common_env(job, "search", pinned)
@@ -282,7 +294,7 @@ def build_search_pods(job: JobRef) -> list[dict[str, Any]]:
                 "MASTER_PORT": str(n.SEARCH_PORT),
             }
         )
-        ports = [{"name": "gloo", "containerPort": n.SEARCH_PORT}]
+        ports = [{"name": "gloo", "containerPort": n.SEARCH_PORT}, METRICS_CONTAINER_PORT]
         container = _container(job, command, env, mounts, resources, ports)
         pods.append(
             _pod(
@@ -308,6 +320,8 @@ def training_command(job: JobRef, node_rank: int, *, for_kubeflow: bool = False)
         f"{n.RESULT_DIR}/{n.RESULT_KEY}",
         "--out",
         train_dir(job),
+        "--metrics-port",  # served by global rank 0 only, i.e. in the master pod
+        str(n.METRICS_PORT),
     ]
     if for_kubeflow:  # the PyTorchJob controller provides the PET_* env torchrun reads
         return ["torchrun", "-m", "denas", "train", *train_args]
@@ -342,6 +356,8 @@ def build_training_pods(job: JobRef) -> list[dict[str, Any]]:
         )
         role = n.ROLE_TRAIN_MASTER if node_rank == 0 else n.ROLE_TRAIN_WORKER
         ports = [{"name": "c10d", "containerPort": n.TRAIN_PORT}]
+        if node_rank == 0:  # workers serve no metrics: a declared port would be a down target
+            ports.append(METRICS_CONTAINER_PORT)
         container = _container(job, training_command(job, node_rank), env, mounts, resources, ports)
         init = None
         if node_rank > 0:

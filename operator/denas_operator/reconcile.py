@@ -35,6 +35,7 @@ from .objects import (
     build_pytorchjob,
     build_result_configmap,
     build_spec_configmap,
+    build_worker_rbac,
     spec_hash,
 )
 from .pods import JobRef, build_search_pods, build_training_pods, search_dir, train_dir
@@ -55,6 +56,7 @@ class Observed:
     pvc_missing: bool = False
     kubeflow_installed: bool | None = None
     pytorchjob: dict[str, Any] | None = None
+    worker_rbac: bool = False  # the per-job ServiceAccount/Role/RoleBinding exist
 
 
 @dataclass
@@ -205,6 +207,8 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
         return d
     if st.is_true(S.SUSPENDED):
         st.cond(S.SUSPENDED, False, "Resumed", "resumed from the last checkpoint")
+    if not spec.get("serviceAccountName") and not obs.worker_rbac:
+        d.create += build_worker_rbac(job)  # before any pod: pods name this account
 
     claim = (spec.get("storage") or {}).get("claimName")
     if obs.pvc_missing:
@@ -325,7 +329,7 @@ def _search_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, out_dir:
                 st,
                 "ResultMissing",
                 f"{rank0} exited 0 but no result.json reached ConfigMap {n.result_configmap(job.name)}: "
-                "the pods' ServiceAccount needs get/patch on it (see RBAC.md)",
+                "the pods' ServiceAccount (spec.serviceAccountName) needs get/patch on it (see RBAC.md)",
             )
             return
         best = bounded_structures(result, int(job.spec["search"].get("topK", 5)))

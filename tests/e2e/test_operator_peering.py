@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from conftest import OperatorProcess
 from kubernetes.client.rest import ApiException
@@ -37,6 +39,11 @@ def test_only_the_highest_priority_replica_acts(cluster, operator, tmp_path, job
     try:
         standby.start()
         leader.start()
+        # The standby acts alone until it sees the leader's peering record (a few seconds on a
+        # loaded machine): the steady state under test begins when it pauses.
+        deadline = time.monotonic() + 30
+        while "Pausing operations in favour of" not in standby.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
         cluster.apply(
             cluster.job(
                 job_name,
@@ -55,4 +62,60 @@ def test_only_the_highest_priority_replica_acts(cluster, operator, tmp_path, job
     finally:
         standby.stop()
         leader.stop()
+        operator.start()
+
+
+def test_replicas_started_with_identical_args_do_not_all_pause(cluster, operator, tmp_path, job_name):
+    """A Deployment gives every replica the same args: without --priority they must not tie."""
+    if cluster.emulator is None:
+        pytest.skip("needs kopf's peering CRDs; the emulator serves them")
+    peering = {
+        "apiVersion": "kopf.dev/v1",
+        "kind": "KopfPeering",
+        "metadata": {"name": "denas-same-args", "namespace": cluster.namespace},
+    }
+    try:
+        cluster.custom.create_namespaced_custom_object(
+            "kopf.dev", "v1", cluster.namespace, "kopfpeerings", peering
+        )
+    except ApiException as exc:
+        assert exc.status == 409
+    operator.stop()
+    replicas = [
+        OperatorProcess(cluster.kubeconfig, cluster.namespace, tmp_path, ("--peering", "denas-same-args"))
+        for _ in range(2)
+    ]
+    try:
+        for replica in replicas:
+            replica.start()
+        # Both replicas are in the peering object (a replica that starts below a live peer stays
+        # paused without logging it, so the peering object is what to wait for).
+        deadline = time.monotonic() + 30
+        while True:
+            body = cluster.custom.get_namespaced_custom_object(
+                "kopf.dev", "v1", cluster.namespace, "kopfpeerings", "denas-same-args"
+            )
+            priorities = [p["priority"] for p in (body.get("status") or {}).values()]
+            if len(priorities) >= 2:
+                break
+            assert time.monotonic() < deadline, f"the replicas did not both join the peering: {body}"
+            time.sleep(0.2)
+        assert len(set(priorities)) == len(priorities), priorities
+        cluster.apply(
+            cluster.job(
+                job_name,
+                {
+                    "domain": "cnn",
+                    "image": cluster.lifecycle_image,
+                    "search": {"population": 4, "generations": 1},
+                    "training": {"enabled": False},
+                },
+            )
+        )
+        cluster.wait_phase(job_name, "Succeeded", 60)
+        acted = [counter(r.metrics(), "denas_jobs_created_total") for r in replicas]
+        assert sorted(acted)[0] == 0 and sorted(acted)[1] >= 1, acted
+    finally:
+        for replica in replicas:
+            replica.stop()
         operator.start()

@@ -88,10 +88,19 @@ deploy/base/rbac/clusterrole.yaml (tests/test_chart_render.py compares them).
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create]
-# <job>-spec (the manifest the pods read) and <job>-result (what the pods report).
+# <job>-spec (the manifest the pods read) and <job>-result (what the pods report). get/patch
+# are also what the pods' per-job Role grants: Kubernetes lets the operator grant only what it holds.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch, create, patch]
+# The pods' per-job ServiceAccount <job>-worker, its Role (get/patch on <job>-result only) and
+# RoleBinding, when spec.serviceAccountName is unset; owner references delete them with the job.
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get, create]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [get, create]
 # kopf reports handler outcomes as Events on the DeNASJob.
 - apiGroups: [""]
   resources: [events]

@@ -105,6 +105,8 @@ class DenasEmulator(kmock.KubernetesEmulator):
             "apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False, {"status"}
         )
         self.register("denas.io/v1alpha1/denasjobs", "DeNASJob", True, {"status"}, shortnames={"dnj"})
+        self.register("rbac.authorization.k8s.io/v1/roles", "Role", True, set())
+        self.register("rbac.authorization.k8s.io/v1/rolebindings", "RoleBinding", True, set())
         self.register("kopf.dev/v1/kopfpeerings", "KopfPeering", True, set())
         self.register("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", False, set())
 

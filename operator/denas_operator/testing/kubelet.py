@@ -134,6 +134,13 @@ class Kubelet:
                     texts.append(f"--- {f.name}\n{f.read_text(errors='replace')[-4000:]}")
         return "\n".join(texts)
 
+    def host_ports(self, namespace: str, name: str) -> dict[str, int]:
+        """The local port each named container port of a running pod was given (e.g. "metrics")."""
+        for pod in self.pods.values():
+            if pod.namespace == namespace and pod.name == name and not pod.done:
+                return dict(pod.extra.get("ports") or {})
+        return {}
+
     # ----- the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
@@ -347,6 +354,13 @@ class Kubelet:
     ) -> int:
         raw_env = {e.name: e.value or "" for e in container.env or []}
         ports = self._port_map(pod.metadata.namespace, raw_env, listed)
+        # Every pod shares this host: a container's own listening ports (e.g. "metrics") get free
+        # local ones, recorded so tests can scrape them (`host_ports`).
+        for port in container.ports or []:
+            if port.name == "metrics" and str(port.container_port) not in ports:
+                host = free_port()
+                ports[str(port.container_port)] = str(host)
+                running.extra.setdefault("ports", {})[port.name] = host
         env = {k: self._rewrite(v, mounts, ports) for k, v in raw_env.items()}
         venv_bin = str(Path(sys.executable).parent)
         env = {
