@@ -32,6 +32,9 @@ class SearchMetrics:
         self.best = Gauge(
             "denas_search_best_score", "Best DE-Score seen so far (rank 0).", registry=self.registry
         )
+        self.generation = Gauge(
+            "denas_search_generation", "Generations completed (rank 0).", registry=self.registry
+        )
         self.server = None
         if port:
             self.server, _ = start_http_server(port, registry=self.registry)
@@ -44,6 +47,9 @@ class SearchMetrics:
     def set_best(self, score: float | None) -> None:
         if score is not None:
             self.best.set(score)
+
+    def set_generation(self, generation: int) -> None:
+        self.generation.set(generation)
 
     def close(self) -> None:
         if self.server is not None:

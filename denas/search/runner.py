@@ -222,6 +222,7 @@ def _coordinate(
         best = rank_records(list(archive.values()))[:1]
         best_score = best[0]["fitness"] if best and best[0]["feasible"] else None
         metrics.set_best(best_score)
+        metrics.set_generation(strategy.generation)
         event = {
             "event": "generation",
             "generation": strategy.generation,
