@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -65,6 +66,16 @@ def test_job_searches_then_trains_and_succeeds(cluster, operator, job_name):
     for pod in pods.values():
         assert pod.metadata.owner_references[0].name == job_name
         assert pod.metadata.labels["denas.io/role"] in ("search", "train-master", "train-worker")
+        assert pod.spec.service_account_name == f"{job_name}-worker"  # the per-job pod RBAC
+    rbac = client.RbacAuthorizationV1Api(cluster.api)
+    role = rbac.read_namespaced_role(f"{job_name}-worker", cluster.namespace)
+    assert [(r.resources, r.resource_names, r.verbs) for r in role.rules] == [
+        (["configmaps"], [f"{job_name}-result"], ["get", "patch"])
+    ]
+    binding = rbac.read_namespaced_role_binding(f"{job_name}-worker", cluster.namespace)
+    assert [s.name for s in binding.subjects] == [f"{job_name}-worker"]
+    account = cluster.core.read_namespaced_service_account(f"{job_name}-worker", cluster.namespace)
+    assert account.metadata.owner_references[0].name == job_name
     text = operator.metrics()
     assert metric_value(text, "denas_jobs", phase="Succeeded") >= 1
     assert metric_value(text, "denas_jobs_created_total") >= 1
