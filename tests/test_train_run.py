@@ -51,6 +51,14 @@ def test_result_json_and_structure_rank_pick_the_structure(tmp_path):
     assert metrics["dataset"]["train_size"] == 64
 
 
+def test_a_diverging_run_fails_naming_the_fix_instead_of_reporting_chance_accuracy(tmp_path, capsys):
+    job = write_job(tmp_path, epochs=3, learningRate=1e12, dataset={"name": "digits", "limit": 128})
+    assert main([str(job), "--structure", STRUCTURE, "--out", str(tmp_path / "o"), "--optimizer", "sgd"]) == 1
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "lower spec.training.learningRate" in err
+    assert not (tmp_path / "o" / "metrics.json").exists()
+
+
 def test_target_metric_stops_training_early(tmp_path):
     job = write_job(tmp_path, epochs=5, targetMetric=0.05, dataset={"name": "digits", "limit": 128})
     assert main([str(job), "--structure", STRUCTURE, "--out", str(tmp_path / "o")]) == 0

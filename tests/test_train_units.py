@@ -81,10 +81,21 @@ def test_compute_path_off_means_stock_fp32():
     assert (path.ipex, path.bf16, path.name) == (False, False, "stock-fp32")
 
 
-def test_compute_path_auto_follows_the_machine():
-    path = accel.choose_compute_path("auto", "auto")
-    assert path.ipex == accel.ipex_installed()
-    assert path.bf16 == accel.cpu_has_native_bf16()
+def test_compute_path_auto_is_stock_pytorch_with_bf16_only_where_it_helps():
+    for domain in ("vit", "bert", "asr"):
+        path = accel.choose_compute_path("auto", "auto", domain)
+        assert not path.ipex  # IPEX is opt-in: it gave no training speed-up and diverged with bf16 weights
+        assert path.bf16 == accel.cpu_has_native_bf16()
+    for domain in ("cnn", "nb201"):
+        path = accel.choose_compute_path("auto", "auto", domain)
+        assert (path.ipex, path.bf16, path.name) == (False, False, "stock-fp32")
+        assert "fp32 for" in path.reason or "no AMX" in path.reason
+
+
+def test_compute_path_on_is_honoured_whatever_the_domain(monkeypatch):
+    monkeypatch.setattr(accel, "ipex_installed", lambda: True)
+    path = accel.choose_compute_path("on", "on", "cnn")
+    assert (path.ipex, path.bf16, path.name) == (True, True, "ipex-bf16")
 
 
 def test_compute_path_rejects_unknown_setting():

@@ -17,7 +17,7 @@ from typing import Any
 from denas.data import DataError, load_dataset
 from denas.train.distributed import RendezvousError
 from denas.train.envvars import DEFAULT_RENDEZVOUS_TIMEOUT
-from denas.train.loop import TrainConfig, train
+from denas.train.loop import TrainConfig, TrainingDiverged, train
 from denas.train.progress import kube_reporter
 
 log = logging.getLogger("denas.train")
@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec, job_name = _load_spec(args.job)
         metrics = train_spec(spec, args, job_name=job_name)
+    except TrainingDiverged as exc:
+        print(f"denas train: error: {exc}", file=sys.stderr)
+        return 1
     except (DataError, RendezvousError, ValueError, FileNotFoundError, KeyError) as exc:
         print(f"denas train: error: {exc}", file=sys.stderr)
         return 2 if not isinstance(exc, RendezvousError) else 3
@@ -124,6 +127,7 @@ def train_spec(spec: dict[str, Any], args: argparse.Namespace, job_name: str = "
         seed=seed,
         ipex=args.ipex or hardware.get("ipex", "auto"),
         bf16=args.bf16 or hardware.get("bf16", "auto"),
+        domain=domain,
         backend=args.backend,
         rendezvous_timeout=args.rendezvous_timeout,
         checkpoint_dir=args.checkpoint_dir,

@@ -37,6 +37,10 @@ from denas.train.tasks import task_for
 log = logging.getLogger(__name__)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message says what to change."""
+
+
 @dataclass
 class TrainConfig:
     out_dir: Path
@@ -51,6 +55,7 @@ class TrainConfig:
     seed: int = 0
     ipex: str = "auto"
     bf16: str = "auto"
+    domain: str | None = None  # lets the `auto` compute path follow what helps this kind of model
     backend: str = "gloo"
     rendezvous_timeout: float = 300.0
     checkpoint_dir: Path | None = None  # default: out_dir
@@ -102,7 +107,7 @@ def _train(
     model = build_model()
     params = sum(p.numel() for p in model.parameters())
     optimizer = _optimizer(model, cfg)
-    path = accel.choose_compute_path(cfg.ipex, cfg.bf16)
+    path = accel.choose_compute_path(cfg.ipex, cfg.bf16, cfg.domain)
     if info.is_master:
         log.info("compute path %s (%s); %d thread(s) per process", path.name, path.reason, threads)
     model, optimizer = accel.optimize(model, optimizer, path)  # before DDP and the scheduler, as IPEX wants
@@ -175,6 +180,13 @@ def _train(
         elapsed = time.perf_counter() - started
         progress.end_epoch()
         loss_sum, seen = all_reduce_sum([loss_sum, seen], info)
+        if not math.isfinite(loss_sum):  # every rank sees the same reduced sum: all stop together
+            raise TrainingDiverged(
+                f"training diverged: the loss is {loss_sum / max(seen, 1)} in epoch {epoch + 1} on compute path "
+                f"{path.name}; lower spec.training.learningRate (now {cfg.learning_rate:g})"
+                + (" or set spec.hardware.ipex/bf16 to off" if path.ipex or path.bf16 else "")
+                + f". The last good checkpoint (epoch {epoch}) is kept in {ckpt_dir}."
+            )
 
         # the bare model: shards may differ by a batch, and DDP's forward would wait for the others
         metric, test_loss = evaluate(model, test_loader, task, path, info)
