@@ -223,13 +223,10 @@ class ASRSpace(SearchSpace):
     """Conformer-lite CTC encoders: depth, width, heads, FFN width, conv kernel, front end."""
 
     DEFAULTS = DEFAULTS
+    PRESETS = PRESETS
     task = "ctc"
     vocab = VOCAB
     blank = BLANK
-
-    @classmethod
-    def presets(cls) -> dict[str, dict[str, Any]]:
-        return PRESETS
 
     @property
     def num_outputs(self) -> int:

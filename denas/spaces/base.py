@@ -40,6 +40,8 @@ class SearchSpace(ABC):
     task: str = "classification"
     #: the declarative table of choices and fixed dimensions; overrides may change any key
     DEFAULTS: Mapping[str, Any] = {}
+    #: named bundles of overrides, selected with ``{"preset": name}``
+    PRESETS: Mapping[str, Mapping[str, Any]] = {}
 
     def __init__(self, overrides: Mapping[str, Any] | None = None):
         self.config = self._merge_config(dict(overrides or {}))
@@ -77,7 +79,7 @@ class SearchSpace(ABC):
     @classmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
         """Named bundles of overrides (e.g. ``tiny``); ``{"preset": name}`` selects one."""
-        return {}
+        return copy.deepcopy(dict(cls.PRESETS))
 
     # ----- sampling and variation --------------------------------------------------------
     @abstractmethod

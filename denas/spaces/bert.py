@@ -123,10 +123,7 @@ class BertSpace(SearchSpace):
     """Uniform BERT encoders: depth, width, heads and FFN width."""
 
     DEFAULTS = DEFAULTS
-
-    @classmethod
-    def presets(cls) -> dict[str, dict[str, Any]]:
-        return PRESETS
+    PRESETS = PRESETS
 
     def check_config(self) -> None:
         cfg = self.config

@@ -167,10 +167,7 @@ class CNNSpace(SearchSpace):
     """ResNet-like stages with per-stage block type, kernel, expansion, width, depth, shortcut."""
 
     DEFAULTS = DEFAULTS
-
-    @classmethod
-    def presets(cls) -> dict[str, dict[str, Any]]:
-        return PRESETS
+    PRESETS = PRESETS
 
     def check_config(self) -> None:
         cfg = self.config

@@ -160,10 +160,7 @@ class NB201Space(SearchSpace):
     """The NAS-Bench-201 cell space (15,625 cells with the default five operations)."""
 
     DEFAULTS = DEFAULTS
-
-    @classmethod
-    def presets(cls) -> dict[str, dict[str, Any]]:
-        return PRESETS
+    PRESETS = PRESETS
 
     def check_config(self) -> None:
         ops = self.config["ops"]

@@ -119,10 +119,7 @@ class ViTSpace(SearchSpace):
     """AutoFormer's elastic ViT: per-model width and depth, per-layer heads and MLP ratio."""
 
     DEFAULTS = DEFAULTS
-
-    @classmethod
-    def presets(cls) -> dict[str, dict[str, Any]]:
-        return PRESETS
+    PRESETS = PRESETS
 
     def check_config(self) -> None:
         cfg = self.config
