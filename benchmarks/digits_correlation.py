@@ -178,6 +178,11 @@ def main() -> int:
     weights = scores.resolve_weights("cnn")
     print(f"DE-Score weights (cnn defaults): {weights}")
     full = table("FULL set", networks, values, weights)
+    depth = [sum(st["depth"] for st in n["structure"]["stages"] if not st["residual"]) for n in networks]
+    print(
+        f"(for reading the table: Spearman of accuracy vs depth of plain, non-residual stages: "
+        f"{spearmanr(depth, [n['mean_acc'] for n in networks]).statistic:.3f})"
+    )
     band = [i for i, n in enumerate(networks) if n["group"] == "band"]
     sub = table(
         "PARAMETER-BUDGET subset (+-10% params)",
@@ -186,7 +191,7 @@ def main() -> int:
         weights,
     )
     for name, res in (("full", full), ("budget", sub)):
-        de = res["de_score (cnn defaults, ranked)"]
+        de = res["de_score (cnn defaults, absolute)"]
         print(
             f"{name}: DE-Score {de:.3f} vs params {res['params']:.3f}, synflow {res['synflow']:.3f} -> "
             f"{'beats both' if de > res['params'] and de > res['synflow'] else 'does NOT beat both'}"
