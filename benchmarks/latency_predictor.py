@@ -24,7 +24,8 @@ from scipy.stats import spearmanr
 from denas import spaces
 from denas.scores.predictor import LatencyPredictor
 
-NB201_CSV = Path("/work/shared/data/nb201.csv")
+# the shared ground-truth table sits beside the repository (../shared/data), as in CI
+NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201.csv"
 DRAWS = 20
 
 

@@ -33,7 +33,8 @@ from denas import spaces
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "data" / "nb201_proxies.jsonl"
-NB201_CSV = Path("/work/shared/data/nb201.csv")
+# the shared ground-truth table sits beside the repository (../shared/data), as in CI
+NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201.csv"
 TRUTHS = ("cifar10_test_acc", "cifar100_test_acc", "imagenet16_120_test_acc", "analog_cifar10")
 BATCH = 16
 # analog-nasbench keys a cell by a 6-tuple of op ids in ANOTHER edge order and with its own op

@@ -36,7 +36,8 @@ from denas.search import SearchConfig, run_search
 from denas.search.progress import Progress
 
 HERE = Path(__file__).resolve().parent
-NB201_CSV = Path("/work/shared/data/nb201.csv")
+# the shared ground-truth table sits beside the repository (../shared/data), as in CI
+NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201.csv"
 CACHE = HERE / "data" / "nb201_search_scores.jsonl"
 FIGURE = HERE / "figures" / "search_curve_nb201.png"
 SPACE = {"channels": 8, "cells_per_stage": 1, "image_size": 16}
