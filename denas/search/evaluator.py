@@ -39,6 +39,7 @@ class DeNASScorer:
         import torch
 
         from denas.scores import score_model
+        from denas.scores.descore import domain_key
 
         score_cfg = config.score
         weights = {k: v for k, v in (score_cfg.get("weights") or {}).items() if k != "latency"}
@@ -50,7 +51,10 @@ class DeNASScorer:
             inputs,
             targets,
             proxies=score_cfg.get("proxies") or None,
-            weights=weights or config.domain,
+            # the user's weights update the domain's defaults key by key; a preset has its own
+            # calibration (its networks can sit many spreads away from the full space's)
+            weights=weights or None,
+            domain=domain_key(config.domain, config.search_space),
             seed=seed,
         )
         latency = self.latency(space, structure, config, model=model) if self.measure else None
