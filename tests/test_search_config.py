@@ -168,33 +168,3 @@ def test_progress_mirrors_to_callback_and_kube_reporter(tmp_path, monkeypatch):
     assert [e["generation"] for e in seen["progress"]] == [1, 2]
     assert seen["result"] == [result] and seen["closed"] == 1
     assert [e["event"] for e in events] == ["generation", "generation", "result"]
-
-
-def test_prometheus_metrics_count_scored_candidates_and_the_best_score(tmp_path):
-    import urllib.request
-
-    from search_support import free_port
-
-    from denas.search.metrics import SearchMetrics
-
-    port = free_port()
-    metrics = SearchMetrics(port)
-    try:
-        result = run_search(
-            config(population=4, generations=2),
-            tmp_path,
-            scorer=load_scorer(FAKE),
-            metrics=metrics,
-            plots=False,
-        )
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    finally:
-        metrics.close()
-    values = {
-        line.split()[0]: float(line.split()[1])
-        for line in text.splitlines()
-        if line.startswith("denas_search")
-    }
-    assert values["denas_search_candidates_scored_total"] == result["evaluated"]
-    assert values["denas_search_score_seconds_count"] == result["evaluated"]
-    assert values["denas_search_best_score"] == result["best"][0]["fitness"]
