@@ -29,45 +29,19 @@ HEADER = (
 
 # kopf keeps its peering state (which operator replica is alive, with which priority) in the
 # status of these objects. The schema is deliberately open: kopf writes one key per peer id.
-KOPF_PEERING_CRDS = """\
-# kopf peering: HA replicas of denas-operator agree on who is active through these objects.
-# Only needed when the operator runs with --peering (chart: replicas > 1; deploy/overlays/ha).
+_PEERING_CRD = """\
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: clusterkopfpeerings.kopf.dev
+  name: {plural}.kopf.dev
 spec:
   group: kopf.dev
-  scope: Cluster
+  scope: {scope}
   names:
-    kind: ClusterKopfPeering
-    listKind: ClusterKopfPeeringList
-    plural: clusterkopfpeerings
-    singular: clusterkopfpeering
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            status:
-              type: object
-              x-kubernetes-preserve-unknown-fields: true
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: kopfpeerings.kopf.dev
-spec:
-  group: kopf.dev
-  scope: Namespaced
-  names:
-    kind: KopfPeering
-    listKind: KopfPeeringList
-    plural: kopfpeerings
-    singular: kopfpeering
+    kind: {kind}
+    listKind: {kind}List
+    plural: {plural}
+    singular: {singular}
   versions:
     - name: v1
       served: true
@@ -80,6 +54,15 @@ spec:
               type: object
               x-kubernetes-preserve-unknown-fields: true
 """
+
+KOPF_PEERING_CRDS = (
+    "# kopf peering: HA replicas of denas-operator agree on who is active through these objects.\n"
+    "# Only needed when the operator runs with --peering (chart: replicas > 1; deploy/overlays/ha).\n"
+    + "---\n".join(
+        _PEERING_CRD.format(kind=kind, plural=kind.lower() + "s", singular=kind.lower(), scope=scope)
+        for kind, scope in (("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced"))
+    )
+)
 
 
 def _strip_leading_comments(text: str) -> str:
