@@ -38,7 +38,7 @@ from denas.spaces.base import (
     check_int_choices,
     expand_choices,
     register,
-    step_choice,
+    step_genes,
 )
 from denas.spaces.layers import Attention, FeedForward, attention_macs, attention_params, ffn_macs, ffn_params
 
@@ -267,15 +267,8 @@ class ASRSpace(SearchSpace):
     def mutate(self, structure: Structure, rng: random.Random, prob: float = 0.3) -> Structure:
         """Step each choice with probability ``prob`` (at least one changes when any can)."""
         self.validate(structure)
-        out = dict(structure)
         genes = [k for k in GENES if len(self.choices[k]) > 1]
-        if not genes:
-            return out
-        forced = rng.choice(genes)
-        for k in genes:
-            if k == forced or rng.random() < prob:
-                out[k] = step_choice(rng, out[k], self.choices[k])
-        return out
+        return step_genes(structure, rng, prob, genes, lambda k, _: self.choices[k])
 
     def crossover(self, a: Structure, b: Structure, rng: random.Random) -> Structure:
         self.validate(a)

@@ -237,6 +237,29 @@ def param_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def step_genes(
+    structure: Structure,
+    rng: random.Random,
+    prob: float,
+    genes: list[str],
+    choices_of: Callable[[str, Structure], list[Any]],
+) -> Structure:
+    """A copy of a flat structure with each of ``genes`` stepped with probability ``prob``.
+
+    One gene, drawn first, always changes, so a mutant differs from its parent whenever any gene
+    can. ``choices_of(gene, partial)`` gives a gene's allowed values, which may depend on genes
+    already stepped (e.g. BERT heads must divide the hidden size).
+    """
+    out = dict(structure)
+    if not genes:
+        return out
+    forced = rng.choice(genes)
+    for k in genes:
+        if k == forced or rng.random() < prob:
+            out[k] = step_choice(rng, out[k], choices_of(k, out))
+    return out
+
+
 def step_choice(rng: random.Random, value: Any, choices: list[Any]) -> Any:
     """A different value from ``choices``: a nearby one for ordered numbers, any other otherwise.
 

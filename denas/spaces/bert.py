@@ -36,7 +36,7 @@ from denas.spaces.base import (
     check_int,
     check_int_choices,
     register,
-    step_choice,
+    step_genes,
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -180,16 +180,14 @@ class BertSpace(SearchSpace):
     def mutate(self, structure: Structure, rng: random.Random, prob: float = 0.3) -> Structure:
         """Step each choice with probability ``prob`` (at least one changes when any can)."""
         self.validate(structure)
-        out = dict(structure)
         genes = [k for k in GENES if len(self.choices[k]) > 1]
         if not genes:
-            return out
-        forced = rng.choice(genes)
-        for k in genes:
-            if k == forced or rng.random() < prob:
-                allowed = self.heads_for(out["hidden_size"]) if k == "num_heads" else self.choices[k]
-                out[k] = step_choice(rng, out[k], allowed)
-        return self._repair(out, rng)
+            return dict(structure)
+
+        def allowed(k: str, partial: Structure) -> list:
+            return self.heads_for(partial["hidden_size"]) if k == "num_heads" else self.choices[k]
+
+        return self._repair(step_genes(structure, rng, prob, genes, allowed), rng)
 
     def crossover(self, a: Structure, b: Structure, rng: random.Random) -> Structure:
         self.validate(a)
