@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from denas.job import JobValidationError, explain, load_job
+from denas.job import Job, JobValidationError, explain, load_job
 
 
 def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,11 +29,7 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     try:
-        job = load_job(args.job)
-        if not args.schema_only:
-            engine_errors = engine_checks(job.spec)
-            if engine_errors:
-                raise JobValidationError(job.name, engine_errors)
+        job = load_checked_job(args.job, engine=not args.schema_only)
     except (JobValidationError, FileNotFoundError) as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -55,6 +51,15 @@ def run_validate(args: argparse.Namespace) -> int:
             f"{s['search']['population']}x{s['search']['generations']} candidates, training {training})"
         )
     return 0
+
+
+def load_checked_job(path: str, engine: bool = True) -> Job:
+    """`load_job`, then (unless `engine` is False) the engine's own checks, as one JobValidationError."""
+    job = load_job(path)
+    problems = engine_checks(job.spec) if engine else []
+    if problems:
+        raise JobValidationError(job.name, problems)
+    return job
 
 
 def engine_checks(spec: dict) -> list[str]:

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from denas.job import JobValidationError, load_job
-from denas.local.authoring import engine_checks
+from denas.job import JobValidationError
+from denas.local.authoring import load_checked_job
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,10 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from denas.local.report import make_plots, summary_table, write_html
 
     try:
-        job = load_job(args.job)
-        problems = engine_checks(job.spec)
-        if problems:
-            raise JobValidationError(job.name, problems)
+        job = load_checked_job(args.job)
     except (JobValidationError, FileNotFoundError) as exc:
         print(exc, file=sys.stderr)
         return 2
