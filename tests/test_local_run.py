@@ -175,3 +175,15 @@ def test_run_help_is_true_to_the_flags():
     assert out.returncode == 0
     for flag in ("--out", "--fresh", "--progress"):
         assert flag in out.stdout
+
+
+def test_the_summary_marks_the_structure_that_training_actually_used():
+    from denas.local.report import summary_rows, summary_table
+
+    status = {
+        "bestStructures": [{"rank": 0, "hash": "a"}, {"rank": 1, "hash": "b"}],
+        "training": {"metric": 0.9, "metricName": "accuracy"},
+    }
+    rows = summary_rows(status, trained_rank=1)  # spec.training.structureRank: 1
+    assert [r["trained"] for r in rows] == ["", "accuracy=0.9000"]
+    assert "accuracy=0.9000" in summary_table(status, trained_rank=1).splitlines()[3]

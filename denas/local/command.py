@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     out: Path = args.out or Path("runs") / job.name
+    trained_rank = job.spec["training"]["structureRank"]
     if args.fresh and out.exists():
         shutil.rmtree(out)
     resumed = (out / "status.json").exists()
@@ -89,13 +90,13 @@ def run(args: argparse.Namespace) -> int:
     except StepFailed as exc:
         bars.close()
         print(f"denas run: FAILED ({exc.reason}): {exc}", file=sys.stderr)
-        write_html(out, job.name, make_plots(out))
+        write_html(out, job.name, make_plots(out), trained_rank)
         print(f"status: {out / 'status.json'}   report: {out / 'report.html'}", file=sys.stderr)
         return 1
     bars.close()
     plots = make_plots(out)
-    report = write_html(out, job.name, plots)
-    print(summary_table(status))
+    report = write_html(out, job.name, plots, trained_rank)
+    print(summary_table(status, trained_rank))
     print(
         f"\n{status['phase']} in {time.monotonic() - started:.0f} s. "
         f"status: {out / 'status.json'}  result: {out / 'result.json'}  report: {report}",

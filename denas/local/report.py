@@ -128,8 +128,8 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def summary_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
-    trained_rank = status.get("trainedRank", 0)
+def summary_rows(status: dict[str, Any], trained_rank: int = 0) -> list[dict[str, Any]]:
+    """One row per best structure; `trained_rank` (spec.training.structureRank) carries the metric."""
     rows = []
     for s in status.get("bestStructures", []):
         row = {
@@ -158,8 +158,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def summary_table(status: dict[str, Any]) -> str:
-    rows = summary_rows(status)
+def summary_table(status: dict[str, Any], trained_rank: int = 0) -> str:
+    rows = summary_rows(status, trained_rank)
     headers = ["rank", "hash", "de_score", "params", "flops", "latency_ms", "trained"]
     cells = [[_fmt(r[h]) for h in headers] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
@@ -169,10 +169,10 @@ def summary_table(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_html(out: Path, job_name: str, plots: list[Path]) -> Path:
+def write_html(out: Path, job_name: str, plots: list[Path], trained_rank: int = 0) -> Path:
     """report.html: the summary, the conditions and every plot inlined (no external files)."""
     status = json.loads((out / "status.json").read_text())
-    rows = summary_rows(status)
+    rows = summary_rows(status, trained_rank)
     headers = ["rank", "hash", "de_score", "params", "flops", "latency_ms", "trained"]
     table = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_fmt(r[h]))}</td>" for h in headers) + "</tr>" for r in rows
