@@ -149,7 +149,9 @@ class LocalRun:
         result = json.loads(result_file.read_text())
         shutil.copyfile(result_file, self.out / "result.json")
         self.status["bestStructures"] = st.best_structures(result, spec["search"]["topK"])
-        best = result["best"][0]["scores"]["de_score"] if result.get("best") else None
+        # the search's own objective (DE-Score minus any weighted latency term), as its progress
+        # events and the operator report it
+        best = result["best"][0]["fitness"] if result.get("best") else None
         self.status["search"] = {
             **self.status.get("search", {}),
             "generations": spec["search"]["generations"],
@@ -168,7 +170,7 @@ class LocalRun:
             st.SEARCH_SUCCEEDED,
             True,
             "SearchSucceeded",
-            f"{len(result.get('best', []))} best structures; best DE-Score {best}",
+            f"{len(result.get('best', []))} best structures; best fitness {best}",
         )
         return result
 
