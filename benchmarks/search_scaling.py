@@ -9,8 +9,14 @@ imports are excluded).  Throughput = candidates scored / elapsed.
 2. busy: a pure-CPU fake scorer (fixed work per candidate), 1 vs 2 ranks;
 The machine may be shared: "CPU share per rank" (CPU seconds spent scoring per wall second per
 rank) shows how much of a core each rank actually got, and "estimate on idle cores" is the
-speed-up the fixed candidate assignment allows given each candidate's measured CPU time
-(total / per-generation critical path), coordination excluded (part 3 measures that).
+speed-up the ranks' dynamic hand-out (most FLOPs first, each rank takes the next candidate when
+it is free) allows given each candidate's measured CPU time (total / per-generation makespan),
+coordination excluded (part 3 measures that).  ``--repeats N`` runs the pairs N times and adds
+a median row.
+
+On a machine where other sessions run background jobs, the kernel's autogroup scheduling shares
+the CPUs between sessions whatever their nice level; to time on (nearly) dedicated cores, run
+this in its own session with a raised autogroup priority (see benchmarks/README_search.md).
 
 3. simulated many ranks: a sleep-based fake scorer (it does not use the CPU), 1..16 ranks on the
    2 cores, at two scoring costs, to show where coordination (broadcast / gather of pickled
@@ -25,6 +31,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,22 +97,28 @@ def run(ranks: int, population: int, generations: int, scorer: str | None, cost_
         "evaluated": result["evaluated"],
         "elapsed_s": result["elapsed_s"],
         "per_s": result["evaluated"] / result["elapsed_s"],
-        "cpu": [(c["generation"], c["score_cpu_s"]) for c in cands],
+        "cpu": [(c["generation"], c["flops"], c["score_cpu_s"]) for c in cands],
         # CPU seconds spent scoring per wall second per rank: 1.0 = each rank had a whole core
         "cpu_share": sum(c["score_cpu_s"] for c in cands) / (result["elapsed_s"] * ranks),
     }
 
 
-def dedicated_core_estimate(cpu: list[tuple[int, float]], ranks: int) -> float:
+def dedicated_core_estimate(cpu: list[tuple[int, int, float]], ranks: int) -> float:
     """Speed-up N ranks would reach on N idle cores, from each candidate's CPU time (measured in
-    the 1-rank run) and the fixed assignment (i % ranks within a generation); coordination is
-    left out (the sleep simulation measures it)."""
-    total, critical = 0.0, 0.0
-    for g in sorted({g for g, _ in cpu}):
-        costs = [c for gg, c in cpu if gg == g]
-        total += sum(costs)
-        critical += max(sum(costs[r::ranks]) for r in range(ranks))
-    return total / critical
+    the 1-rank run) and the pool's schedule: within a generation, candidates in descending FLOPs
+    order, each to the first rank that is free.  Coordination is left out (the sleep simulation
+    measures it)."""
+    total, makespans = 0.0, 0.0
+    for g in sorted({g for g, _, _ in cpu}):
+        costs = [(flops, c) for gg, flops, c in cpu if gg == g]
+        order = sorted(range(len(costs)), key=lambda i: (-costs[i][0], i))
+        free = [0.0] * ranks
+        for i in order:
+            r = free.index(min(free))
+            free[r] += costs[i][1]
+        total += sum(c for _, c in costs)
+        makespans += max(free)
+    return total / makespans
 
 
 def pair(label: str, population: int, generations: int, scorer: str | None, cost_s: float = 0.0) -> dict:
@@ -121,13 +134,32 @@ def pair(label: str, population: int, generations: int, scorer: str | None, cost
     return {"label": label, "one": one, "two": two, "ratio": ratio, "estimate": estimate}
 
 
+def median_row(pairs: list[dict], label: str) -> dict:
+    """The median of the repeats of one scorer (by speed-up), printed as a row of its own."""
+    rows = sorted((p for p in pairs if p["label"] == label), key=lambda p: p["ratio"])
+    mid = rows[len(rows) // 2]
+    one = statistics.median(p["one"]["per_s"] for p in rows)
+    two = statistics.median(p["two"]["per_s"] for p in rows)
+    ratios = ", ".join(f"{p['ratio']:.2f}" for p in rows)
+    print(
+        f"| **{label}: median of {len(rows)}** | {mid['one']['evaluated']} | {one:.2f} | {two:.2f} | "
+        f"**{mid['ratio']:.2f}x** (all: {ratios}) | {mid['estimate']:.2f}x | "
+        f"{mid['one']['cpu_share']:.2f} / {mid['two']['cpu_share']:.2f} | {os.getloadavg()[0]:.1f} |",
+        flush=True,
+    )
+    return mid
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller budgets (a smoke run)")
     parser.add_argument("--pairs-only", action="store_true", help="skip the many-rank simulation")
+    parser.add_argument("--repeats", type=int, default=1, help="run the 1-vs-2-rank pairs N times")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats: Invalid value: {args.repeats}: must be >= 1")
     pop, gens = (8, 2) if args.quick else (24, 3)
     print(f"machine: {len(os.sched_getaffinity(0))} CPUs; load average at start {os.getloadavg()[0]:.2f}\n")
     print(
@@ -135,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         "estimate on idle cores | CPU share per rank (1 / 2 ranks) | load average after |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    pairs = [
-        pair("real DE-Score + latency", pop, gens, None),
-        pair("busy fake, 0.1 s CPU each", pop, gens, "denas.search.fakes:busy_scorer", 0.1),
-    ]
+    pairs = []
+    for _ in range(args.repeats):
+        pairs.append(pair("real DE-Score + latency", pop, gens, None))
+        pairs.append(pair("busy fake, 0.1 s CPU each", pop, gens, "denas.search.fakes:busy_scorer", 0.1))
+    if args.repeats > 1:
+        pairs = [median_row(pairs, label) for label in dict.fromkeys(p["label"] for p in pairs)]
     if args.pairs_only:
         return 0
     print("\nsimulated ranks (sleep-based scorer: waits, uses no CPU) on this machine's cores")

@@ -1,18 +1,24 @@
 """Scoring spread over torch.distributed ranks (gloo), one process per search pod.
 
-Rank 0 runs the strategy and, each generation, broadcasts the list of structures to score; rank r
-scores the candidates whose index i has ``i % world_size == r`` (a fixed assignment), and the
-records are gathered back to rank 0 in index order.  Scores do not depend on the rank (see
-`denas.search.evaluator`), so 1 and N ranks give the same result for the same seed.
+Rank 0 runs the strategy and, each generation, broadcasts the list of structures to score in
+longest-first order (by a cheap cost estimate, FLOPs for the search).  Every rank then pulls the
+next unscored position from a shared counter (``add`` on the process group's TCPStore, one key per
+round) until the list is exhausted, so a rank that drew expensive candidates simply takes fewer:
+no rank idles while another works through a fixed share, and the last candidates of a generation
+are the cheapest (LPT), which keeps the tail short.  The records, a variable number per rank, are
+gathered back to rank 0 and put in candidate order.  Scores do not depend on the rank nor on the
+order (see `denas.search.evaluator`), so 1 and N ranks give the same result for the same seed.
 
-Every collective carries the process group's timeout (``--dist-timeout``); a rank that dies closes
-its gloo connections and the others fail the generation at once with `RankFailure` instead of
-hanging.  The environment is PyTorchJob's: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
+Every collective and store operation carries the process group's timeout (``--dist-timeout``); a
+rank that dies closes its connections and the others fail the generation with `RankFailure`
+instead of hanging.  The environment is PyTorchJob's: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -20,6 +26,12 @@ from typing import Any
 from denas.search.config import SearchError
 
 Record = dict[str, Any]
+
+#: store keys of round n: its message (posted by rank 0) and its counter of handed-out positions
+ROUND = "denas/search/round/{}"
+NEXT = "denas/search/next/{}"
+#: how many workers have read rank 0's abort message
+ABORT_SEEN = "denas/search/abort-seen"
 
 
 class RankFailure(SearchError):
@@ -73,14 +85,25 @@ class LocalPool:
 class DistributedPool:
     """Rank 0 calls ``map``; every other rank calls ``serve`` until rank 0 ``close``s."""
 
-    def __init__(self, evaluate: Callable[[dict], Record], rank: int, world_size: int, timeout_s: float):
+    def __init__(
+        self,
+        evaluate: Callable[[dict], Record],
+        rank: int,
+        world_size: int,
+        timeout_s: float,
+        cost: Callable[[dict], float] | None = None,
+    ):
+        """``cost`` estimates a structure's scoring time (any monotone proxy); rank 0 hands the
+        most expensive candidates out first.  Without it, candidates go out in list order."""
         import torch.distributed as dist
 
         self.evaluate = evaluate
         self.rank, self.world_size = rank, world_size
         self.timeout_s = timeout_s
+        self.cost = cost
         self.dist = dist
         self.closed = False
+        self.rounds = 0
         if not dist.is_initialized():
             try:
                 dist.init_process_group(
@@ -92,6 +115,12 @@ class DistributedPool:
                     f"rank {rank}/{world_size}: could not join the search group at {addr} within "
                     f"{timeout_s:.0f} s: {e}"
                 ) from e
+        # the rendezvous store (a TCPStore served by rank 0) holds the per-round work counters;
+        # torch has no public getter for the default group's store
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        self.store = _get_default_store()
+        self.store.set_timeout(timedelta(seconds=timeout_s))
 
     def _collective(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -103,25 +132,67 @@ class DistributedPool:
                 f"--resume continues from the last checkpoint. Cause: {e}"
             ) from e
 
-    def _score_share(self, structures: list[dict], on_record: Callable[[Record], None] | None) -> list:
+    def _score_share(
+        self,
+        round_no: int,
+        structures: list[dict],
+        order: list[int],
+        on_record: Callable[[Record], None] | None,
+    ) -> list[tuple[int, Record]]:
+        """Score candidates ``order[k]`` for each k this rank draws from the round's counter."""
         mine = []
-        for i in range(self.rank, len(structures), self.world_size):
+        while True:
+            k = self._collective(
+                "taking the next candidate", lambda: self.store.add(NEXT.format(round_no), 1)
+            )
+            if k > len(order):
+                return mine
+            i = order[k - 1]
             record = self.evaluate(structures[i])
             if on_record is not None:
                 on_record(record)
             mine.append((i, record))
-        return mine
+
+    def _work_order(self, structures: list[dict]) -> list[int]:
+        """Longest first (LPT): the last candidates of a round are the cheap ones, so the ranks
+        finish together; ties keep list order so the order is a function of the list alone."""
+        if self.cost is None:
+            return list(range(len(structures)))
+        costs = [float(self.cost(s)) for s in structures]
+        return sorted(range(len(structures)), key=lambda i: (-costs[i], i))
+
+    def _publish(self, message: Any) -> None:
+        """Rank 0: post the next round's message (a generation, a stop or an abort reason) in the
+        store.  Unlike a broadcast this does not wait for the workers: rank 0 starts scoring at
+        once and a worker that is late (still warming up, say) joins the round when it can."""
+        self.rounds += 1
+        key = ROUND.format(self.rounds)
+        self._collective("posting the generation", lambda: self.store.set(key, pickle.dumps(message)))
+
+    def _receive(self) -> Any:
+        """Workers: the next round's message; waits at most --dist-timeout, and fails at once if
+        rank 0 (which serves the store) dies."""
+        self.rounds += 1
+        key = ROUND.format(self.rounds)
+        return pickle.loads(self._collective("waiting for the next generation", lambda: self.store.get(key)))
 
     def _round(self, message: Any, on_record: Callable[[Record], None] | None = None) -> list[Record] | None:
-        box = [message]
-        self._collective("broadcast of the generation", lambda: self.dist.broadcast_object_list(box, src=0))
-        structures = box[0]
-        if structures is None:
+        if self.rank == 0:
+            self._publish(message)
+        else:
+            message = self._receive()
+        if message is None:  # stop: meet rank 0 so it keeps the store up until everyone has read it
+            self._collective("stopping", lambda: self.dist.barrier())
             return None
-        if isinstance(structures, str):  # rank 0 gave up: stop with its reason
+        if isinstance(message, str):  # rank 0 gave up: stop with its reason
             self.closed = True
-            raise SearchError(f"rank {self.rank}: rank 0 aborted the search: {structures}")
-        mine = self._score_share(structures, on_record)
+            try:  # rank 0 waits (briefly) for this before it exits
+                self.store.add(ABORT_SEEN, 1)
+            except Exception:  # noqa: BLE001 - rank 0 already gone: nothing to acknowledge
+                pass
+            raise SearchError(f"rank {self.rank}: rank 0 aborted the search: {message}")
+        round_no, structures = self.rounds, message["structures"]
+        mine = self._score_share(round_no, structures, message["order"], on_record)
         gathered: list[Any] = [None] * self.world_size if self.rank == 0 else None  # type: ignore[assignment]
         self._collective(
             "gathering scores",
@@ -129,6 +200,8 @@ class DistributedPool:
         )
         if self.rank != 0:
             return []
+        for key in (ROUND.format(round_no), NEXT.format(round_no)):  # every rank is done with them
+            self.store.delete_key(key)
         records: list[Record | None] = [None] * len(structures)
         for share in gathered:
             for i, record in share:
@@ -140,18 +213,28 @@ class DistributedPool:
 
     def map(self, structures: list[dict], on_record: Callable[[Record], None] | None = None) -> list[Record]:
         assert self.rank == 0, "only rank 0 hands out work"
-        result = self._round(list(structures), on_record)
+        structures = list(structures)
+        result = self._round({"structures": structures, "order": self._work_order(structures)}, on_record)
         assert result is not None
         return result
 
-    def abort(self, reason: str) -> None:
-        """Rank 0 failed: tell the workers why, so they exit with that reason instead of timing out."""
-        if self.rank == 0 and not self.closed:
-            self.closed = True
-            try:
-                self._collective("abort", lambda: self.dist.broadcast_object_list([reason], src=0))
-            except RankFailure:
-                pass
+    def abort(self, reason: str, wait_s: float = 3.0) -> None:
+        """Rank 0 failed: tell the workers why, so they exit with that reason instead of timing out.
+
+        Rank 0 serves the store, so it waits up to ``wait_s`` for the workers to read the reason
+        before it exits.  A worker in the middle of a round stops drawing (the counter is pushed
+        past the end) and fails on the gather once rank 0 is gone."""
+        if self.rank != 0 or self.closed:
+            return
+        self.closed = True
+        try:
+            self._collective("abort", lambda: self.store.add(NEXT.format(self.rounds), 1 << 40))
+            self._publish(reason)
+            deadline = time.monotonic() + wait_s
+            while self.store.add(ABORT_SEEN, 0) < self.world_size - 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        except Exception:  # noqa: BLE001 - best effort: the workers fail on their own anyway
+            pass
 
     def serve(self) -> None:
         """Worker ranks: score shares until rank 0 says stop."""

@@ -12,12 +12,15 @@ where ``scores`` holds ``"de_score"`` and every component; `DeNASScorer` (the de
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from denas.search.config import SearchConfig, SearchError
+
+log = logging.getLogger(__name__)
 
 Scorer = Callable[[Any, dict, int, SearchConfig], tuple[dict[str, float], float | None]]
 
@@ -59,6 +62,16 @@ class DeNASScorer:
         )
         latency = self.latency(space, structure, config, model=model) if self.measure else None
         return {k: float(v) for k, v in scores.items()}, latency
+
+    def warm_up(self, space: Any, config: SearchConfig) -> None:
+        """Score one small structure and drop the result: imports `denas.scores` (most of the
+        cost) and lets torch set up its kernels.  Scores stay a function of the structure (each
+        call re-seeds)."""
+        import random
+
+        rng = random.Random(config.seed)
+        smallest = min((space.sample(rng) for _ in range(8)), key=space.count_flops)
+        self(space, smallest, config.seed, config)
 
     def latency(self, space: Any, structure: dict, config: SearchConfig, model: Any = None) -> float:
         import torch
@@ -103,6 +116,17 @@ class Evaluator:
         self.space = space
         self.config = config
         self.scorer = scorer or DeNASScorer()
+
+    def warm_up(self) -> None:
+        """Run the scorer's ``warm_up(space, config)`` if it has one.  A failure here is left for
+        the real scoring to report (with the candidate it concerns)."""
+        hook = getattr(self.scorer, "warm_up", None)
+        if not callable(hook):
+            return
+        try:
+            hook(self.space, self.config)
+        except Exception as e:  # noqa: BLE001 - only an optimisation
+            log.warning("scorer warm-up failed (%s); scoring continues without it", e)
 
     def evaluate(self, structure: dict) -> dict[str, Any]:
         space, config = self.space, self.config

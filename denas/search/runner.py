@@ -120,9 +120,12 @@ def run_search(
         return record
 
     if world > 1:
-        pool: Any = DistributedPool(evaluate, rank, world, dist_timeout_s)
+        pool: Any = DistributedPool(evaluate, rank, world, dist_timeout_s, cost=space.count_flops)
         if rank != 0:
             try:
+                # pay lazy imports and first-call set-up now, while rank 0 prepares the search,
+                # instead of inside the first generation (where rank 0 would wait for it)
+                evaluator.warm_up()
                 pool.serve()
             finally:
                 pool.close()
