@@ -286,6 +286,18 @@ def validate_manifest(manifest: Mapping[str, Any], old: Mapping[str, Any] | None
     return errors
 
 
+def validate_name(name: Any) -> list[str]:
+    """The error lines `validate_manifest` gives for this `metadata.name` alone: the root rules
+    that read only the metadata. Lets a caller validate a spec once for many jobs (the operator
+    caches spec validation by spec, and checks each job's name with this)."""
+    errors = [] if isinstance(name, str) and name else ["metadata.name: Required value: name is required"]
+    root = openapi_schema()
+    rules = [r for r in root.get("x-kubernetes-validations", []) if "self.spec" not in r["rule"]]
+    metadata = {} if name is None else {"name": name}
+    errors += _cel_rules({"x-kubernetes-validations": rules}, {"metadata": metadata}, [], None)
+    return errors
+
+
 def load_job(source: str | Path | Mapping[str, Any], old: Mapping[str, Any] | None = None) -> Job:
     """Read, default and validate a DeNASJob; raise JobValidationError listing every problem."""
     manifest = read_manifest(source)

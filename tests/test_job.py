@@ -159,3 +159,19 @@ def test_every_spec_field_is_described_for_explain():
     assert "FIELD:    spec.training.dataset <object>" in text and "name\t<string> -required-" in text
     with pytest.raises(KeyError, match="does not exist"):
         explain("spec.nothing")
+
+
+@pytest.mark.parametrize(
+    "name", ["digits", "a" * 40, "Digits", "1digits", "a" * 41, "has_underscore", "x-", "", None]
+)
+def test_validate_name_gives_exactly_the_name_lines_of_a_full_validation(name):
+    # The operator validates a spec once for many jobs and each name with validate_name alone.
+    from denas.job import validate_manifest, validate_name
+
+    obj = manifest()
+    obj["metadata"]["name"] = name
+    if name is None:
+        del obj["metadata"]["name"]
+    full = validate_manifest(obj)  # the rest of the manifest is valid: every line is the name's
+    assert validate_name(name) == full
+    assert bool(full) == (name not in ("digits", "a" * 40))

@@ -287,3 +287,15 @@ def test_merge_patch_nulls_removed_keys_and_replaces_lists():
         "l": [2],
     }
     assert merge_patch({"a": 1}, {"a": 1}) == {}
+
+
+def test_jobs_sharing_a_spec_are_judged_by_their_own_names():
+    # Spec validation is cached per spec; a bad name must still fail only its own job.
+    good, bad = body(), body()
+    bad["metadata"]["name"] = "Bad_Name"
+    assert created(decide(good, Observed(), NOW), "Pod")
+    d = decide(bad, Observed(), NOW)
+    failed = cond(d.status, "Failed")
+    assert failed["reason"] == "InvalidSpec" and "metadata.name" in failed["message"]
+    assert d.create == []
+    assert created(decide(body(), Observed(), NOW), "Pod")
