@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import socket
 import statistics
 import subprocess
@@ -96,16 +97,22 @@ def run_batch(custom, server: EmulatorServer, names: list[str], timeout: float) 
                     em.created_at[("pods", "default", f"{n}-search-0")]
                     - em.created_at[(PLURAL, "default", n)]
                 )
-        items = custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"]
-        phases = {
-            i["metadata"]["name"]: (i.get("status") or {}).get("phase")
-            for i in items
-            if i["metadata"]["name"] in names
-        }
+        # Read in-process: a LIST of every job through HTTP each poll would load the emulator.
+        every = em.phases(f"{GROUP}/{VERSION}/{PLURAL}", "default")
+        phases = {n: every.get(n) for n in names}
         if all(phases.get(n) in ("Succeeded", "Failed") for n in names) and len(latencies) == len(names):
             break
         time.sleep(0.25)
+    t0 = min(em.created_at[(PLURAL, "default", n)] for n in names)
+    timeline = sorted(
+        (
+            em.created_at[(PLURAL, "default", n)] - t0,
+            em.created_at.get(("pods", "default", f"{n}-search-0"), 0) - t0,
+        )
+        for n in names
+    )
     return {
+        "timeline": timeline,
         "applied_s": applied,
         "all_done_s": time.monotonic() - started,
         "latencies": list(latencies.values()),
@@ -134,6 +141,7 @@ def main() -> int:
     )
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--timeline", action="store_true", help="print jobs and first pods over time")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -144,6 +152,8 @@ def main() -> int:
     log = open(workdir / "operator.log", "wb")
     op = subprocess.Popen(
         [
+            # DENAS_BENCH_WRAP="py-spy record -o op.txt --format raw --" samples every thread
+            *shlex.split(os.environ.get("DENAS_BENCH_WRAP", "")),
             sys.executable,
             # DENAS_BENCH_PROFILE=file.prof: profile the operator (pstats) to see where its time goes
             *(
@@ -184,6 +194,7 @@ def main() -> int:
         time.sleep(1)
         metrics = scrape(metrics_port)
         cpu = psutil.Process(op.pid).cpu_times()
+        own = psutil.Process().cpu_times()  # the emulator and the client threads share this process
         sampler.stop.set()
         lat = batch["latencies"]
         errors = sum(v for k, v in metrics.items() if k.startswith("denas_reconcile_errors_total"))
@@ -204,12 +215,23 @@ def main() -> int:
             "succeeded": batch["succeeded"],
             "not_succeeded": batch["not_succeeded"],
             "operator_cpu_s": round(cpu.user + cpu.system, 1),
+            "emulator_and_clients_cpu_s": round(own.user + own.system, 1),
             "reconciles": int(reconciles),
             "reconcile_errors": int(errors),
             "cpu_count": os.cpu_count(),
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
         print(json.dumps(figures, indent=2))
+        if args.timeline:
+            print("seconds after the first create: jobs created / first pods created by then")
+            for t in [0.25 * i for i in range(1, 1 + int(4 * max(p for _, p in batch["timeline"])) + 1)]:
+                made = sum(c <= t for c, _ in batch["timeline"])
+                pods = sum(0 < p <= t for _, p in batch["timeline"])
+                print(f"  {t:5.2f} s  {made:4d} / {pods:4d}")
+        counts = server.emulator.request_counts if server.emulator else {}
+        print("API requests per job (action, resource, subresource), all jobs:")
+        for (action, plural, sub), count in sorted(counts.items(), key=lambda kv: -kv[1]):
+            print(f"  {count / (args.jobs + 1):7.2f}  {action} {plural}{'/' + sub if sub else ''}")
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2))
         ok = figures["succeeded"] == args.jobs and not errors

@@ -14,6 +14,7 @@ No admission, no schema validation: exactly why the operator validates specs its
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import re
@@ -96,6 +97,8 @@ class DenasEmulator(kmock.KubernetesEmulator):
     forbidden: set = attrs.field(factory=set, init=False)
     # (plural, namespace, name) -> time.monotonic() of the first create: benchmarks read it.
     created_at: dict = attrs.field(factory=dict, init=False)
+    # (action, plural, subresource) -> requests served: benchmarks report where the calls go.
+    request_counts: collections.Counter = attrs.field(factory=collections.Counter, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -118,6 +121,22 @@ class DenasEmulator(kmock.KubernetesEmulator):
             self._status_subresources.add(kmock.resource(key))
 
     # ----- request pre-processing: metadata the API server owns -----------------------------
+
+    def _admit_service_account(self, request: kmock.Request) -> None:
+        """The ServiceAccount admission plugin: a pod naming a missing account is refused (every
+        real namespace has `default`, which the emulator does not store)."""
+        data = request.data if isinstance(request.data, dict) else {}
+        account = (data.get("spec") or {}).get("serviceAccountName") or "default"
+        ns = request.namespace or (data.get("metadata") or {}).get("namespace")
+        found = self._objects._objects.get((kmock.resource("v1/serviceaccounts"), ns, account))
+        if account != "default" and (found is None or found.deleted):
+            name = (data.get("metadata") or {}).get("name")
+            raise kmock.KubernetesError(
+                status=403,
+                reason="Forbidden",
+                message=f'pods "{name}" is forbidden: error looking up service account {ns}/{account}: '
+                f'serviceaccount "{account}" not found',
+            )
 
     def _prepare(self, request: kmock.Request) -> None:
         data = request.data
@@ -204,6 +223,9 @@ class DenasEmulator(kmock.KubernetesEmulator):
         del self._requests[:-1]
         for payload in self._payloads:
             payload._requests.clear()
+        self.request_counts[
+            (str(request.action), request.resource.plural if request.resource else None, request.subresource)
+        ] += 1
         modifying = request.resource is not None and request.action in (
             enums.action.CREATE,
             enums.action.UPDATE,
@@ -219,6 +241,8 @@ class DenasEmulator(kmock.KubernetesEmulator):
                 message=f'{request.resource.plural} is forbidden: cannot create resource "{request.resource.plural}" '
                 f'in the namespace "{request.namespace}"',
             )
+        if request.action == enums.action.CREATE and request.resource == kmock.resource("v1/pods"):
+            self._admit_service_account(request)
         if modifying:
             self._prepare(request)
         response = await super()._handle(request)
@@ -266,6 +290,19 @@ class DenasEmulator(kmock.KubernetesEmulator):
                 obj.delete()
                 await self._buses[resource].put({"type": "DELETED", "object": raw})
 
+    def _KubernetesEmulator__get_objs(self, request: kmock.Request, strict: bool) -> list[Any]:
+        """kmock scans every stored object to find the one a request names (O(objects) per
+        request: most of the emulator's time with 200 jobs' children). A named request is a
+        dict lookup here; anything else, or a miss, takes kmock's scan, so answers are the same."""
+        if request.resource is not None and request.name is not None and (strict or request.namespace):
+            obj = self._objects._objects.get((request.resource, request.namespace, request.name))
+            if obj is not None:
+                return [obj]
+        return self._scan_objs(request, strict)
+
+    def _scan_objs(self, request: kmock.Request, strict: bool) -> list[Any]:
+        return kmock.KubernetesEmulator._KubernetesEmulator__get_objs(self, request, strict)
+
     # ----- list/watch with label selectors -------------------------------------------------------
 
     async def _serve_list(self, request: kmock.Request) -> Any:
@@ -288,6 +325,24 @@ class DenasEmulator(kmock.KubernetesEmulator):
                 if not selector_matches(labels, selector):
                     continue
             yield event
+
+    def phases(self, resource: str, namespace: str) -> dict[str, str | None]:
+        """name -> status.phase of the live objects (benchmarks poll this instead of LISTing
+        through HTTP, which would load the emulator they measure against)."""
+        res = kmock.resource(resource)
+        for _ in range(10):  # the emulator's thread may be inserting meanwhile
+            try:
+                items = list(self.objects.items())
+                break
+            except RuntimeError:
+                continue
+        else:
+            return {}
+        return {
+            name: (obj.raw.get("status") or {}).get("phase")
+            for (r, ns, name), obj in items
+            if r == res and ns == namespace and not obj.deleted
+        }
 
     # ----- instant pods (benchmarks) -------------------------------------------------------------
 
@@ -319,6 +374,13 @@ class DenasEmulator(kmock.KubernetesEmulator):
                     }
                 ]
             }
+            # A real search runs for minutes, long after its result ConfigMap exists; an instant
+            # one waits for it (the operator may create it just after the pods).
+            key = (kmock.resource("v1/configmaps"), ns, f"{job}-result")
+            for _ in range(600):
+                if key in self.objects and not self.objects[key].deleted:
+                    break
+                await asyncio.sleep(0.05)
             await self._set(
                 "v1/configmaps", ns, f"{job}-result", {"data": {"result.json": json.dumps(result)}}
             )
