@@ -24,6 +24,25 @@ log = logging.getLogger(__name__)
 
 CHILD = {n.LABEL_JOB: kopf.PRESENT}
 TIMER_INTERVAL_S = 5.0
+CHILD_DEBOUNCE_S = 0.2  # children's events within this window make one reconcile
+
+
+class JobsOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds every watched object's "essence" (a deep copy) on every event to detect
+    create/update causes; only DeNASJobs have such handlers here, and the children's events
+    (pods, ConfigMaps, Services: most of a burst) need none of it."""
+
+    CHILD_KINDS = frozenset({"Pod", "ConfigMap", "Service"})
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        if body.get("kind") in self.CHILD_KINDS:
+            return None
+        return super().build(body=body, extra_fields=extra_fields)
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        if body.get("kind") in self.CHILD_KINDS:
+            return None
+        return super().fetch(body=body)
 
 
 class Runtime:
@@ -46,7 +65,7 @@ def _reconciler() -> Reconciler:
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = "denas.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="denas.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = JobsOnlyDiffBaseStorage(
         prefix="denas.io", key="last-handled-configuration"
     )
     # Server-side watch timeouts make every stream end and re-list regularly, so a watch silently
@@ -130,21 +149,31 @@ async def job_event(event: dict, body: kopf.Body, namespace: str, name: str, uid
     if event.get("type") == "DELETED":
         rec.forget(namespace, name, uid)
         return
+    previous = rec.jobs.get((namespace, name))
     rec.jobs[(namespace, name)] = dict(body)
-    await rec.trigger(namespace, name)
+    # The echoes of our own status writes and of kopf's finalizer/annotation patches change
+    # nothing a reconcile reads: skipping them halves the reconciles of a burst of new jobs.
+    if event.get("type") == "ADDED" or rec.news_in(previous, body):
+        # In the background: kopf patches the job (its finalizer) right after this handler, and
+        # would otherwise race the status our reconcile writes (a 409-like retry per new job).
+        rec.trigger_soon(namespace, name)
 
 
 @kopf.on.event("pods", labels=CHILD)
 @kopf.on.event("configmaps", labels=CHILD)
 async def child_event(namespace: str, labels: dict, **kwargs: Any) -> None:
     rec = _attach(kwargs["pods_by_job"], kwargs["configmaps_by_job"], kwargs["services_by_job"])
-    await rec.trigger(namespace, labels[n.LABEL_JOB])
+    rec.trigger_soon(namespace, labels[n.LABEL_JOB], CHILD_DEBOUNCE_S)
 
 
 @kopf.timer(n.GROUP, n.VERSION, n.PLURAL, interval=TIMER_INTERVAL_S, initial_delay=TIMER_INTERVAL_S)
 async def periodic(namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
     rec = _attach(kwargs["pods_by_job"], kwargs["configmaps_by_job"], kwargs["services_by_job"])
     rec.jobs.setdefault((namespace, name), dict(body))
+    # The timer is the safety net (missed events, deadlines, TTLs): a job reconciled moments ago
+    # needs none, and a finished job only if it has a TTL to run out.
+    if rec.reconciled_within(namespace, name, TIMER_INTERVAL_S / 2) or rec.finished_for_good(namespace, name):
+        return
     await rec.trigger(namespace, name)
 
 

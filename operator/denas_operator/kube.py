@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +27,10 @@ from .reconcile import BLOCKED, Decision, Observed, decide
 log = logging.getLogger(__name__)
 
 LAG_GRACE_S = 30.0  # how long a create/delete is trusted over the watch caches
+RESULT_REREAD_S = 1.0
 STATUS_TRUST_S = 10.0  # how long the status just written is trusted over the job body
 API_TIMEOUT_S = 20
+FAST_LANE_THREADS = 8
 # The pods' per-job RBAC: created once per job incarnation (409 = exists), not watched.
 WORKER_RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding"}
 
@@ -51,8 +54,23 @@ def merge_patch(old: Any, new: Any) -> Any:
     return patch
 
 
+def _pod_prerequisite(obj: dict[str, Any]) -> bool:
+    if obj["kind"] == "ServiceAccount":
+        return True
+    labels = obj["metadata"].get("labels") or {}
+    return obj["kind"] == "ConfigMap" and labels.get(n.LABEL_ROLE) == n.ROLE_SPEC
+
+
 class Forbidden(Exception):
     """The operator's ServiceAccount lacks a permission (HTTP 403)."""
+
+
+class MissingServiceAccount(Exception):
+    """A pod was refused because the ServiceAccount it names does not exist (HTTP 403)."""
+
+    def __init__(self, namespace: str, account: str) -> None:
+        super().__init__(f"ServiceAccount {account} does not exist in namespace {namespace}")
+        self.account = account
 
 
 class Kube:
@@ -64,29 +82,49 @@ class Kube:
         self.custom = client.CustomObjectsApi(self.api)
         self.rbac = client.RbacAuthorizationV1Api(self.api)
         self._kubeflow: tuple[float, bool] | None = None
+        # Pods and what they need to start (their ServiceAccount, their spec ConfigMap) skip the
+        # queue of the shared executor: during a burst of new jobs, first pods come first.
+        self._fast = ThreadPoolExecutor(FAST_LANE_THREADS, thread_name_prefix="denas-api-fast")
         self._pvcs: dict[tuple[str, str], tuple[float, bool]] = {}
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, _request_timeout=API_TIMEOUT_S, **kwargs)
 
-    async def create(self, obj: dict[str, Any]) -> None:
+    async def create(self, obj: dict[str, Any], fast: bool = False) -> None:
+        """Create a child; 409 (it exists) is success. `fast`: through the lane kept for pods and
+        what they need to start, so a burst of other calls does not queue ahead of them."""
+        await self.create_in_order([obj], fast=fast)
+
+    async def create_in_order(self, objs: list[dict[str, Any]], fast: bool = False) -> None:
+        """Create these one after the other in one trip to a worker thread (a trip back through
+        a busy event loop between them would cost more than the calls themselves)."""
+
+        def run() -> None:
+            for obj in objs:
+                self._create_sync(obj)
+
+        await asyncio.get_running_loop().run_in_executor(self._fast if fast else None, run)
+
+    def _create_sync(self, obj: dict[str, Any]) -> None:
         ns, kind = obj["metadata"]["namespace"], obj["kind"]
+        # The response body is not needed: read it unparsed (parsing a Pod costs more than the call).
+        quick = {"_request_timeout": API_TIMEOUT_S, "_preload_content": False}
         try:
             if kind == "Pod":
-                await self._call(self.core.create_namespaced_pod, ns, obj)
+                response = self.core.create_namespaced_pod(ns, obj, **quick)
             elif kind == "Service":
-                await self._call(self.core.create_namespaced_service, ns, obj)
+                response = self.core.create_namespaced_service(ns, obj, **quick)
             elif kind == "ConfigMap":
-                await self._call(self.core.create_namespaced_config_map, ns, obj)
+                response = self.core.create_namespaced_config_map(ns, obj, **quick)
             elif kind == "ServiceAccount":
-                await self._call(self.core.create_namespaced_service_account, ns, obj)
+                response = self.core.create_namespaced_service_account(ns, obj, **quick)
             elif kind == "Role":
-                await self._call(self.rbac.create_namespaced_role, ns, obj)
+                response = self.rbac.create_namespaced_role(ns, obj, **quick)
             elif kind == "RoleBinding":
-                await self._call(self.rbac.create_namespaced_role_binding, ns, obj)
+                response = self.rbac.create_namespaced_role_binding(ns, obj, **quick)
             elif kind == "PyTorchJob":
-                await self._call(
-                    self.custom.create_namespaced_custom_object, "kubeflow.org", "v1", ns, "pytorchjobs", obj
+                response = self.custom.create_namespaced_custom_object(
+                    "kubeflow.org", "v1", ns, "pytorchjobs", obj, **quick
                 )
             else:
                 raise ValueError(f"unsupported child kind {kind}")
@@ -94,8 +132,16 @@ class Kube:
             if exc.status == 409:
                 return
             if exc.status == 403:
+                account = (obj.get("spec") or {}).get("serviceAccountName")
+                if kind == "Pod" and account and "service account" in str(exc.body or ""):
+                    # The ServiceAccount admission plugin: the account the pod names is missing.
+                    raise MissingServiceAccount(ns, account) from exc
                 raise Forbidden(f"create {kind.lower()}s in namespace {ns}") from exc
             raise
+        # Read to the end so the connection goes back to the pool (unread, it would stay out
+        # until garbage-collected).
+        response.read()
+        response.release_conn()
 
     async def replace_configmap(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -233,15 +279,76 @@ class Reconciler:
         self._created: dict[tuple[str, str], dict[tuple[str, str], tuple[float, dict[str, Any]]]] = {}
         self._deleted: dict[tuple[str, str], float] = {}
         self._worker_rbac: set[str] = set()  # uids of jobs whose pods' RBAC was created
+        self._scheduled: set[tuple[str, str]] = set()  # delayed triggers pending
+        self._result_reads: dict[tuple[str, str], float] = {}  # (namespace, job) -> last GET
+        self._last_reconcile: dict[tuple[str, str], float] = {}
+        self._tasks: set[asyncio.Task] = set()
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         self.jobs.pop((namespace, name), None)
         self._created.pop((namespace, name), None)
         self._locks.pop((namespace, name), None)
+        self._result_reads.pop((namespace, name), None)
+        self._last_reconcile.pop((namespace, name), None)
         if uid:
             self._statuses.pop(uid, None)
             self._worker_rbac.discard(uid)
         self.metrics.forget(namespace, name)
+
+    def trigger_soon(self, namespace: str, name: str, delay: float = 0.0) -> None:
+        """Reconcile in the background, after `delay`; triggers arriving meanwhile join this one.
+        Children's events come in bursts (a pod and its ConfigMaps, a pod's phases): waiting a
+        moment turns a burst into one reconcile, and keeps the CPU for jobs still waiting for
+        their first pods."""
+        key = (namespace, name)
+        if delay and key in self._scheduled:
+            return
+
+        async def later() -> None:
+            if delay:
+                await asyncio.sleep(delay)
+                self._scheduled.discard(key)
+            await self.trigger(namespace, name)
+
+        if delay:
+            self._scheduled.add(key)
+        task = asyncio.get_running_loop().create_task(later())
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
+
+    def reconciled_within(self, namespace: str, name: str, seconds: float) -> bool:
+        return time.monotonic() - self._last_reconcile.get((namespace, name), float("-inf")) < seconds
+
+    def finished_for_good(self, namespace: str, name: str) -> bool:
+        """Succeeded, or Failed with no pod left running (not for an invalid spec: an edit revives
+        it), and no TTL: nothing is left for the timer to do."""
+        body = self.jobs.get((namespace, name)) or {}
+        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        if spec.get("ttlSecondsAfterFinished") is not None:
+            return False
+        conditions = (body.get("status") or {}).get("conditions") or []
+        if S.condition_is_true(conditions, S.SUCCEEDED):
+            return True
+        failed = next((c for c in conditions if c.get("type") == S.FAILED), None)
+        if not failed or failed.get("status") != "True" or failed.get("reason") == "InvalidSpec":
+            return False
+        # A failed job's reconcile still deletes its pods that run on: done once none is left.
+        return all(
+            (p.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            for p in self._store(self.pods, (namespace, name))
+        )
+
+    def news_in(self, previous: dict[str, Any] | None, body: dict[str, Any]) -> bool:
+        """Whether a job's watch event carries anything a reconcile reads: a new spec generation,
+        a deletion, labels, or a status that is neither the last one seen nor the one we wrote."""
+        if previous is None:
+            return True
+        old_meta, meta = previous.get("metadata") or {}, body.get("metadata") or {}
+        if any(old_meta.get(k) != meta.get(k) for k in ("generation", "deletionTimestamp", "labels", "uid")):
+            return True
+        status = body.get("status") or {}
+        written = self._statuses.get(meta.get("uid", ""))
+        return status != (previous.get("status") or {}) and not (written and status == written[1])
 
     async def trigger(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -261,6 +368,8 @@ class Reconciler:
 
     async def _reconcile_timed(self, body: dict[str, Any]) -> None:
         started = time.monotonic()
+        meta = body.get("metadata") or {}
+        self._last_reconcile[(meta.get("namespace") or "default", meta.get("name"))] = started
         try:
             await self.reconcile(body)
         except Forbidden as exc:
@@ -312,7 +421,7 @@ class Reconciler:
                 pods[pname]["metadata"]["deletionTimestamp"] = "pending"  # deleted, event not here yet
         obs = Observed(pods=list(pods.values()), configmaps=configmaps, services=services)
         obs.worker_rbac = meta.get("uid", "") in self._worker_rbac
-        await self._refresh_result(ns, name, obs)
+        await self._refresh_result(ns, name, obs, body.get("status") or {})
         spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
         storage = spec.get("storage") if isinstance(spec.get("storage"), dict) else {}
         claim = storage.get("claimName")
@@ -325,20 +434,31 @@ class Reconciler:
                 obs.pytorchjob = await self.kube.get_pytorchjob(ns, n.pytorchjob(name))
         return obs
 
-    async def _refresh_result(self, ns: str, name: str, obs: Observed) -> None:
+    async def _refresh_result(self, ns: str, name: str, obs: Observed, status: dict[str, Any]) -> None:
         """A pod's exit and the ConfigMap it wrote just before arrive on different watches: when
-        a finished pod's key is not in the cache yet, read the ConfigMap itself."""
+        a finished pod's key is not in the cache yet, read the ConfigMap itself (unless the status
+        already holds what it would be read for)."""
+        conditions = status.get("conditions") or []
+        if S.condition_is_true(conditions, S.SUCCEEDED) or S.condition_is_true(conditions, S.FAILED):
+            return
+        search_done = S.condition_is_true(conditions, S.SEARCH_SUCCEEDED)
         data = (obs.configmaps.get(n.result_configmap(name)) or {}).get("data") or {}
         needed = set()
         for pod in obs.pods:
             if (pod.get("status") or {}).get("phase") != "Succeeded":
                 continue
             role = pod["metadata"].get("labels", {}).get(n.LABEL_ROLE)
-            if role == n.ROLE_SEARCH and pod["metadata"]["name"] == n.search_pod(name, 0):
+            if role == n.ROLE_SEARCH and pod["metadata"]["name"] == n.search_pod(name, 0) and not search_done:
                 needed.add(n.RESULT_KEY)
             elif role == n.ROLE_TRAIN_MASTER:
                 needed.add(n.METRICS_KEY)
         if needed - data.keys():
+            # At most one read a second per job: a key a pod never wrote (a training run without
+            # metrics) must not turn every reconcile into a GET.
+            now = time.monotonic()
+            if now - self._result_reads.get((ns, name), -RESULT_REREAD_S) < RESULT_REREAD_S:
+                return
+            self._result_reads[(ns, name)] = now
             fresh = await self.kube.read_configmap(ns, n.result_configmap(name))
             if fresh is not None:
                 obs.configmaps[n.result_configmap(name)] = fresh
@@ -376,18 +496,25 @@ class Reconciler:
         self, ns: str, name: str, d: Decision, observed_pods: list[dict[str, Any]], uid: str = ""
     ) -> None:
         try:
-            # ConfigMaps and Services before the pods that mount and resolve them; each tier at once.
-            for tier in (
-                [o for o in d.create if o["kind"] != "Pod"],
-                [o for o in d.create if o["kind"] == "Pod"],
-            ):
-                await asyncio.gather(*(self.kube.create(obj) for obj in tier))
-                created = self._created.setdefault((ns, name), {})
+            # A pod's prerequisites (its ServiceAccount: admission rejects a pod naming a missing
+            # one; its spec ConfigMap: it cannot start without the mount), then the pods, then the
+            # rest (result ConfigMap, Services, the Role and RoleBinding), each tier at once.
+            first = [o for o in d.create if _pod_prerequisite(o)]
+            pods = [o for o in d.create if o["kind"] == "Pod"]
+            rest = [o for o in d.create if o["kind"] != "Pod" and not _pod_prerequisite(o)]
+            created = self._created.setdefault((ns, name), {})
+            for tier, fast in ((first + pods, True), (rest, False)):
+                if not tier:
+                    continue
+                if fast:
+                    await self.kube.create_in_order(tier, fast=True)
+                else:
+                    await asyncio.gather(*(self.kube.create(obj) for obj in tier))
                 for obj in tier:
-                    if obj["kind"] in WORKER_RBAC_KINDS:
-                        self._worker_rbac.add(uid)
-                    else:
+                    if obj["kind"] not in WORKER_RBAC_KINDS:
                         created[(obj["kind"], obj["metadata"]["name"])] = (time.monotonic(), obj)
+            if any(o["kind"] in WORKER_RBAC_KINDS for o in d.create):
+                self._worker_rbac.add(uid)  # all three exist now (409 counts as created)
             for obj in d.replace:
                 await self.kube.replace_configmap(obj)
             uids = {p["metadata"]["name"]: p["metadata"].get("uid") for p in observed_pods}
@@ -399,6 +526,22 @@ class Reconciler:
                 await self.kube.delete_pytorchjob(ns, n.pytorchjob(name))
             if d.clear_result_keys:
                 await self.kube.clear_keys(ns, n.result_configmap(name), d.clear_result_keys)
+        except MissingServiceAccount as exc:
+            if exc.account == n.worker_account(name):
+                # Ours, deleted since we made it (it is not watched): make it again, then the pods.
+                log.info("%s/%s: %s; creating it again", ns, name, exc)
+                self._worker_rbac.discard(uid)
+                self.trigger_soon(ns, name, 0.5)
+                return
+            d.status["conditions"] = S.set_condition(
+                d.status.get("conditions", []),
+                BLOCKED,
+                True,
+                "ServiceAccountNotFound",
+                f"spec.serviceAccountName: {exc}: create it, or remove the field to let the operator "
+                "give the pods their own account",
+                d.status.get("observedGeneration"),
+            )
         except Forbidden as exc:
             d.status["conditions"] = S.set_condition(
                 d.status.get("conditions", []),
