@@ -179,9 +179,15 @@ class OperatorProcess:
     """The real operator, as a subprocess: start, stop and restart it like a Deployment would."""
 
     def __init__(
-        self, kubeconfig: Path, namespace: str, logdir: Path, extra: tuple[str, ...] = ("--standalone",)
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        logdir: Path,
+        extra: tuple[str, ...] = ("--standalone",),
+        scope: tuple[str, ...] | None = None,
     ) -> None:
         self.extra = extra
+        self.scope = scope if scope is not None else ("-n", namespace)  # e.g. ("--all-namespaces",)
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.logdir = logdir
@@ -203,8 +209,7 @@ class OperatorProcess:
                 sys.executable,
                 "-m",
                 "denas_operator",
-                "-n",
-                self.namespace,
+                *self.scope,
                 *self.extra,
                 "--metrics-port",
                 str(self.metrics_port),
