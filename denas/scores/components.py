@@ -177,8 +177,13 @@ def per_sample_gradients(model: nn.Module, inputs: _model.Batch) -> list[torch.T
         return [torch.stack([r[j] for r in rows]) for j in range(len(names))]
 
 
+def _gram(g: torch.Tensor) -> torch.Tensor:
+    d = g.double()  # converted once: a second `.double()` of the same rows costs more than the product
+    return d @ d.T
+
+
 def ntk_condition_number(grads: list[torch.Tensor]) -> float:
-    gram = sum(g.double() @ g.double().T for g in grads)
+    gram = sum(_gram(g) for g in grads)
     eig = torch.linalg.eigvalsh(gram)
     top = float(eig[-1])
     if not math.isfinite(top) or top <= 0.0:
@@ -247,7 +252,8 @@ def diversity(ctx: ScoreContext) -> float:
 
 def synflow_value(ctx: ScoreContext) -> float:
     def compute() -> float:
-        model = ctx.private_model().double().eval()
+        # the shared working copy: `fresh_model` undoes `.double()` and `abs_` for the next proxy
+        model = ctx.fresh_model().double().eval()
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.reset_running_stats()

@@ -5,6 +5,10 @@ A proxy is a function ``fn(ctx: ScoreContext) -> float``. It must never touch ``
 the caller's state. Intermediate results
 several proxies share (the loss gradient) are computed once per context by ``ctx.cached`` on
 their own fresh copy, so a proxy's value never depends on which proxies ran before it.
+
+The working copy is the only deep copy a context makes: a proxy may change its values, dtype
+(``.double()``), buffers, modes and hooks' effects in place, because ``fresh_model`` puts back
+every parameter and buffer object and reloads the caller's values before handing it out again.
 """
 
 from __future__ import annotations
@@ -19,6 +23,27 @@ from torch import nn
 
 from denas.scores import _model
 from denas.scores._model import Batch, LossFn
+
+
+def _pair_tensors(
+    work: nn.Module, source: nn.Module
+) -> tuple[list[tuple[dict[str, Any], str, torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The parameter and buffer slots of ``work`` (a deep copy of ``source``) and, once per
+    distinct tensor (tied weights), the tensor of ``source`` it was copied from."""
+    slots: list[tuple[dict[str, Any], str, torch.Tensor]] = []
+    sources: list[tuple[torch.Tensor, torch.Tensor]] = []
+    seen: set[int] = set()
+    for w_mod, s_mod in zip(work.modules(), source.modules(), strict=True):
+        for kind in ("_parameters", "_buffers"):
+            w_dict, s_dict = getattr(w_mod, kind), getattr(s_mod, kind)
+            for name, t in w_dict.items():
+                if t is None:
+                    continue
+                slots.append((w_dict, name, t))
+                if id(t) not in seen:
+                    seen.add(id(t))
+                    sources.append((t, s_dict[name]))
+    return slots, sources
 
 
 class UnknownProxyError(KeyError):
@@ -68,7 +93,11 @@ class ScoreContext:
     seed: int = 0
     _cache: dict[str, Any] = field(default_factory=dict)
     _work: nn.Module | None = None
-    _snapshot: list[torch.Tensor] = field(default_factory=list)
+    # every (module._parameters or module._buffers, name, tensor) slot of the working copy
+    _slots: list[tuple[dict[str, Any], str, torch.Tensor]] = field(default_factory=list)
+    # each distinct working tensor and the caller's tensor it mirrors (the caller's model is
+    # never modified, so it is the snapshot: no second copy of the weights is kept)
+    _sources: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
     def fresh_model(self) -> nn.Module:
         """The context's working copy, reset to the caller's weights and buffers, in scoring mode,
@@ -77,20 +106,25 @@ class ScoreContext:
         until the next call; a proxy that must keep a model longer uses ``private_model``."""
         if self._work is None:
             self._work = copy.deepcopy(self.model)
-            self._snapshot = [t.detach().clone() for t in self._tensors(self._work)]
+            self._slots, self._sources = _pair_tensors(self._work, self.model)
         else:
-            with torch.no_grad():
-                for t, saved in zip(self._tensors(self._work), self._snapshot):
-                    t.copy_(saved)
+            self._restore()
         return self._prepare(self._work)
 
     def private_model(self) -> nn.Module:
         """A deep copy of the caller's model that no other proxy will touch."""
         return self._prepare(copy.deepcopy(self.model))
 
-    @staticmethod
-    def _tensors(model: nn.Module) -> list[torch.Tensor]:
-        return [*model.parameters(), *model.buffers()]
+    def _restore(self) -> None:
+        with torch.no_grad():
+            for slots, name, t in self._slots:  # `.double()` / `.to()` put new buffer objects in
+                if slots.get(name) is not t:
+                    slots[name] = t
+            for t, source in self._sources:
+                if t.dtype != source.dtype or t.shape != source.shape or t.device != source.device:
+                    t.data = source.detach().clone()  # a parameter converted in place by `.double()`
+                else:
+                    t.copy_(source)
 
     @staticmethod
     def _prepare(model: nn.Module) -> nn.Module:
