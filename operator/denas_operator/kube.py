@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 LAG_GRACE_S = 30.0  # how long a create/delete is trusted over the watch caches
 RESULT_REREAD_S = 1.0
+BURST_DEFER_S = 2.0  # children's reconciles wait at most this long for new jobs' first ones
 STATUS_TRUST_S = 10.0  # how long the status just written is trusted over the job body
 API_TIMEOUT_S = 20
 FAST_LANE_THREADS = 8
@@ -282,6 +283,7 @@ class Reconciler:
         self._scheduled: set[tuple[str, str]] = set()  # delayed triggers pending
         self._result_reads: dict[tuple[str, str], float] = {}  # (namespace, job) -> last GET
         self._last_reconcile: dict[tuple[str, str], float] = {}
+        self._first_pending: dict[tuple[str, str], float] = {}  # new jobs not reconciled yet
         self._tasks: set[asyncio.Task] = set()
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
@@ -290,6 +292,7 @@ class Reconciler:
         self._locks.pop((namespace, name), None)
         self._result_reads.pop((namespace, name), None)
         self._last_reconcile.pop((namespace, name), None)
+        self._first_pending.pop((namespace, name), None)
         if uid:
             self._statuses.pop(uid, None)
             self._worker_rbac.discard(uid)
@@ -307,6 +310,12 @@ class Reconciler:
         async def later() -> None:
             if delay:
                 await asyncio.sleep(delay)
+                # New jobs waiting for their first reconcile go first (bounded: a burst of
+                # creations delays the running jobs' bookkeeping by at most BURST_DEFER_S).
+                waited = delay
+                while self._new_jobs_waiting() and waited < BURST_DEFER_S:
+                    await asyncio.sleep(0.1)
+                    waited += 0.1
                 self._scheduled.discard(key)
             await self.trigger(namespace, name)
 
@@ -315,6 +324,17 @@ class Reconciler:
         task = asyncio.get_running_loop().create_task(later())
         self._tasks.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._tasks.discard)
+
+    def expect_first_reconcile(self, namespace: str, name: str) -> None:
+        """A job seen for the first time (no status yet): its first pods are what a user waits for."""
+        self._first_pending[(namespace, name)] = time.monotonic()
+
+    def _new_jobs_waiting(self) -> bool:
+        now = time.monotonic()
+        for key, since in list(self._first_pending.items()):
+            if now - since > 2 * BURST_DEFER_S:  # never reconciled (deleted meanwhile): forget it
+                self._first_pending.pop(key, None)
+        return bool(self._first_pending)
 
     def reconciled_within(self, namespace: str, name: str, seconds: float) -> bool:
         return time.monotonic() - self._last_reconcile.get((namespace, name), float("-inf")) < seconds
@@ -369,7 +389,9 @@ class Reconciler:
     async def _reconcile_timed(self, body: dict[str, Any]) -> None:
         started = time.monotonic()
         meta = body.get("metadata") or {}
-        self._last_reconcile[(meta.get("namespace") or "default", meta.get("name"))] = started
+        key = (meta.get("namespace") or "default", meta.get("name"))
+        self._last_reconcile[key] = started
+        self._first_pending.pop(key, None)
         try:
             await self.reconcile(body)
         except Forbidden as exc:
