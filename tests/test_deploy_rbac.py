@@ -1,6 +1,7 @@
 """The operator's RBAC grants every API call its code makes, and the grants stay least-privilege.
 
-The calls are read from the operator's source (kubernetes-client methods and kopf decorators),
+The calls are read from the operator's source (kubernetes-client methods, the lean
+`_request(METHOD, path)` calls and `*_PATHS` tables of kube.py, and kopf decorators),
 so a new call without a matching rule fails here instead of as a 403 in somebody's cluster.
 """
 
@@ -99,6 +100,82 @@ def _client_calls(tree: ast.AST, names: dict[str, str]) -> set[tuple[str, str]]:
     return needs
 
 
+HTTP_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
+
+
+def _path_text(node: ast.AST, names: dict[str, str]) -> str | None:
+    """A path template as text: literal parts kept, `{n.X}` resolved, other fields as `{}`."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for value in node.values:
+            if isinstance(value, ast.Constant):
+                parts.append(str(value.value))
+            else:
+                parts.append(_value(value.value, names) or "{}")
+        return "".join(parts)
+    return None
+
+
+def _path_resource(path: str) -> str:
+    """`/api/v1/namespaces/{}/pods/{}` -> `/pods`; `/apis/g/v/namespaces/{}/p/{}/status` -> `g/p/status`."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "api":
+        group, rest = "", parts[2:]
+    else:
+        assert parts[0] == "apis", f"not an API path: {path}"
+        group, rest = parts[1], parts[3:]
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]
+    resource = f"{group}/{rest[0]}"
+    return resource + ("/" + rest[2] if len(rest) > 2 else "")
+
+
+def _from_path_table(node: ast.AST) -> bool:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        node = node.func.value
+    return (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Name)
+        and node.value.id.endswith("_PATHS")
+    )
+
+
+def _request_calls(tree: ast.AST, names: dict[str, str]) -> set[tuple[str, str]]:
+    """`self._request("PATCH", f"/apis/...")` (also through `asyncio.to_thread(self._request, ...)`)
+    and module tables `CREATE_PATHS = {kind: "/api/v1/namespaces/{ns}/pods"}` (creates)."""
+    needs = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+            target = node.targets[0]
+            if isinstance(target, ast.Name) and target.id.endswith("_PATHS"):
+                verb = "create" if target.id.startswith("CREATE") else None
+                assert verb, f"say which verb {target.id} (line {node.lineno}) is for"
+                for value in node.value.values:
+                    path = _path_text(value, names)
+                    assert path, f"cannot read the path on line {value.lineno}"
+                    needs.add((_path_resource(path), verb))
+        if not isinstance(node, ast.Call):
+            continue
+        args = list(node.args)
+        func = node.func
+        if args and isinstance(args[0], ast.Attribute) and args[0].attr == "_request":
+            args = args[1:]  # asyncio.to_thread(self._request, METHOD, path, ...)
+        elif not (isinstance(func, ast.Attribute) and func.attr == "_request"):
+            continue
+        if len(args) < 2:
+            continue
+        method, path = _value(args[0], names), _path_text(args[1], names)
+        if method is None and path is None:
+            continue  # the helper's own definition or a pass-through
+        if _from_path_table(args[1]):
+            continue  # `CREATE_PATHS[kind].format(...)`: the table itself is scanned above
+        assert method in HTTP_VERBS and path, f"cannot resolve the _request call on line {node.lineno}"
+        needs.add((_path_resource(path), HTTP_VERBS[method]))
+    return needs
+
+
 def _kopf_calls(tree: ast.AST, names: dict[str, str]) -> set[tuple[str, str]]:
     needs = set()
     for node in ast.walk(tree):
@@ -136,7 +213,7 @@ def operator_needs() -> set[tuple[str, str]]:
     needs = {("/events", "create")}  # kopf posts an Event for handler failures and successes
     for path in OPERATOR.glob("*.py"):
         tree = ast.parse(path.read_text())
-        needs |= _client_calls(tree, names) | _kopf_calls(tree, names)
+        needs |= _client_calls(tree, names) | _request_calls(tree, names) | _kopf_calls(tree, names)
     return needs
 
 
@@ -154,6 +231,23 @@ def test_the_scan_finds_the_operators_calls():
     assert ("/pods", "create") in needs and ("/pods", "watch") in needs
     assert ("denas.io/denasjobs/status", "patch") in needs
     assert ("kubeflow.org/pytorchjobs", "create") in needs
+    assert ("/configmaps", "get") in needs and ("rbac.authorization.k8s.io/roles", "create") in needs
+
+
+def test_the_scan_reads_lean_requests_and_path_tables():
+    code = """
+CREATE_PATHS = {"Pod": "/api/v1/namespaces/{ns}/pods", "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles"}
+self._request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+await asyncio.to_thread(self._request, "PATCH", f"/apis/{n.GROUP}/{n.VERSION}/namespaces/{ns}/{n.PLURAL}/{name}/status", {})
+"""
+    assert _request_calls(ast.parse(code), _names()) == {
+        ("/pods", "create"),
+        ("rbac.authorization.k8s.io/roles", "create"),
+        ("/configmaps", "get"),
+        ("denas.io/denasjobs/status", "patch"),
+    }
+    with pytest.raises(AssertionError, match="cannot resolve"):
+        _request_calls(ast.parse("self._request(method, f'/api/v1/{x}')"), _names())
 
 
 def test_the_scan_maps_calls_to_verbs_and_refuses_what_it_cannot_map():
