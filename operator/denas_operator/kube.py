@@ -65,6 +65,13 @@ def merge_patch(old: Any, new: Any) -> Any:
     return patch
 
 
+def _block(d: Decision, reason: str, message: str) -> None:
+    """A blocker met while applying: a Blocked condition in the status about to be written."""
+    d.status["conditions"] = S.set_condition(
+        d.status.get("conditions", []), BLOCKED, True, reason, message, d.status.get("observedGeneration")
+    )
+
+
 def _pod_prerequisite(obj: dict[str, Any]) -> bool:
     if obj["kind"] == "ServiceAccount":
         return True
@@ -565,23 +572,17 @@ class Reconciler:
                 self._worker_rbac.discard(uid)
                 self.trigger_soon(ns, name, 0.5)
                 return
-            d.status["conditions"] = S.set_condition(
-                d.status.get("conditions", []),
-                BLOCKED,
-                True,
+            _block(
+                d,
                 "ServiceAccountNotFound",
                 f"spec.serviceAccountName: {exc}: create it, or remove the field to let the operator "
                 "give the pods their own account",
-                d.status.get("observedGeneration"),
             )
         except Forbidden as exc:
-            d.status["conditions"] = S.set_condition(
-                d.status.get("conditions", []),
-                BLOCKED,
-                True,
+            _block(
+                d,
                 "Forbidden",
                 f"the operator may not {exc}: grant its ServiceAccount the verbs listed in "
                 "operator/denas_operator/RBAC.md (the Helm chart's ClusterRole has them)",
-                d.status.get("observedGeneration"),
             )
             M.RECONCILE_ERRORS.labels(reason="Forbidden").inc()
