@@ -57,6 +57,7 @@ N_TUNE_RANDOM, N_TUNE_BAND = 40, 20  # the tuning set, disjoint from the report 
 SPLIT_SEED, TRAIN, EPOCHS, LR, WD, BATCH, SEEDS = 1234, 1000, 20, 3e-3, 1e-4, 64, (0, 1, 2)
 GRID = (0.0, 0.5, 1.0, 2.0)  # per-component weights tried on the tuning set (as for NB201)
 WEIGHTED = ("expressivity", "complexity", "diversity", "saliency")
+PRE_V2_WEIGHTS = {"expressivity": 0.5, "complexity": 1.0, "saliency": 0.5}  # cnn defaults before v2
 
 Data = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -299,7 +300,7 @@ def describe_truth(networks: list[dict]) -> None:
     print(
         f"ground truth: {accs.size} runs, {fitted:.1%} at 100% training accuracy, "
         f"between-network sd of mean accuracy {accs.mean(1).std():.4f}, "
-        f"within-network (seed) sd {accs.std(1, ddof=1).mean():.4f}, training wall time {secs / 60:.0f} min"
+        f"within-network (seed) sd {accs.std(1, ddof=1).mean():.4f}, summed run wall time {secs / 60:.0f} min (niced, shared CPU: not CPU time)"
     )
 
 
@@ -341,7 +342,11 @@ def main() -> int:
     values = score_all(space, networks)
     describe_truth(networks)
     split = {name: [i for i, n in enumerate(networks) if n["split"] == name] for name in ("tune", "report")}
-    des = {"cnn defaults": scores.resolve_weights("cnn"), "NB201 weights": scores.resolve_weights("nb201")}
+    des = {
+        "cnn defaults": scores.resolve_weights("cnn"),
+        "NB201 weights": scores.resolve_weights("nb201"),
+        "pre-v2 cnn defaults": PRE_V2_WEIGHTS,
+    }
     if split["tune"]:
         tuned, objective = tune_weights(
             [networks[i] for i in split["tune"]], [values[i] for i in split["tune"]]

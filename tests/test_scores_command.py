@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import denas.scores as scores
 from denas.cli import main
 
 JOB = """
@@ -39,6 +40,8 @@ def test_score_one_structure_prints_a_table_and_bad_input_is_an_error(job, capsy
     structure = json.loads(capsys.readouterr().out)["structure"]
     assert main(["score", str(job), "--structure", json.dumps(structure)]) == 0
     out = capsys.readouterr().out
-    assert "de_score" in out.splitlines()[0] and "expressivity" in out
+    # the table shows every component the job's DE-Score weighs (cnn defaults + the job's diversity)
+    weighted = scores.resolve_weights({"diversity": 1.0}, "cnn")
+    assert "de_score" in out.splitlines()[0] and all(c in out.splitlines()[0] for c in weighted)
     assert main(["score", str(job), "--random", "1", "--proxies", "nope"]) == 2
     assert "unknown proxy 'nope'" in capsys.readouterr().err

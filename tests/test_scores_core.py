@@ -169,7 +169,11 @@ def population_components(domain: str) -> list[dict[str, float]]:
         out = []
         for i in range(8):
             torch.manual_seed(i)
-            out.append(scores.score_model(space.build(space.sample(rng)), x, y, domain=f"{space_name}/tiny"))
+            model = space.build(space.sample(rng))
+            # every component, not only the domain's defaults: `default` and `cnn` share this population
+            out.append(
+                scores.score_model(model, x, y, proxies=scores.COMPONENTS, domain=f"{space_name}/tiny")
+            )
         _POPULATIONS[space_name] = out
     return _POPULATIONS[space_name]
 
