@@ -184,3 +184,26 @@ def test_params_and_flops_count_a_conv_and_a_linear_layer():
     got = scores.score_model(model, torch.randn(2, 2, 5, 5), proxies=["params", "flops"])
     assert got["params"] == 2 * 4 * 9 + 4 + 100 * 3 + 3
     assert got["flops"] == 2 * 4 * 9 * 25 + 100 * 3  # multiply-accumulates per sample
+
+
+def test_grasp_works_through_fused_attention_kernels():
+    # nn.MultiheadAttention without need_weights runs a fused SDPA kernel that has no double
+    # backward; grasp (a Hessian-gradient product) must still work and equal the math kernel's.
+    class Attn(nn.Module):
+        def __init__(self, need_weights: bool) -> None:
+            super().__init__()
+            torch.manual_seed(3)
+            self.proj = nn.Linear(4, 8)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.head = nn.Linear(8, 3)
+            self.need_weights = need_weights
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.proj(x)
+            return self.head(self.attn(h, h, h, need_weights=self.need_weights)[0].mean(1))
+
+    x = torch.randn(4, 5, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 0])
+    fused = scores.score_model(Attn(False), x, y, proxies=["grasp"])["grasp"]
+    plain = scores.score_model(Attn(True), x, y, proxies=["grasp"])["grasp"]
+    assert math.isfinite(fused) and fused == pytest.approx(plain, rel=1e-4, abs=1e-9)

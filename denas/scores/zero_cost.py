@@ -24,6 +24,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from denas.scores import _model
@@ -55,7 +56,10 @@ def snip(ctx: ScoreContext) -> float:
 def grasp(ctx: ScoreContext) -> float:
     model = ctx.fresh_model()
     weights = layer_weights(model)
-    loss = ctx.loss(_model.logits(model, ctx.inputs))
+    # A Hessian-gradient product differentiates twice: PyTorch's fused attention kernels have no
+    # double backward, the math one has (models without attention are unaffected).
+    with sdpa_kernel(SDPBackend.MATH):
+        loss = ctx.loss(_model.logits(model, ctx.inputs))
     grads = torch.autograd.grad(loss, weights, create_graph=True, allow_unused=True)
     pairs = [(w, g) for w, g in zip(weights, grads) if g is not None]
     z = sum((g * g.detach()).sum() for _w, g in pairs)
