@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,16 +116,24 @@ class Kubelet:
         for pod in list(self.pods.values()):
             self._kill(pod)
 
-    def kill(self, namespace: str, name: str) -> bool:
-        """SIGKILL a pod's process (as an OOM kill or a node crash would): the pod fails with 137."""
-        for pod in list(self.pods.values()):
-            if pod.namespace == namespace and pod.name == name and pod.process and not pod.done:
-                try:
-                    os.killpg(pod.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    return False
-                return True
-        return False
+    def kill(self, namespace: str, name: str, wait_s: float = 10.0) -> bool:
+        """SIGKILL a pod's process (as an OOM kill or a node crash would): the pod fails with 137.
+        A pod reported Running may not have spawned its process yet (the status goes out first):
+        wait up to `wait_s` for it."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            pods = [p for p in list(self.pods.values()) if p.namespace == namespace and p.name == name]
+            live = [p for p in pods if not p.done]
+            for pod in live:
+                if pod.process and pod.process.poll() is None:
+                    try:
+                        os.killpg(pod.process.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        continue
+                    return True
+            if not live or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
 
     def logs(self, namespace: str, name: str) -> str:
         texts = []
