@@ -18,7 +18,8 @@ from kubernetes.client.rest import ApiException
 
 from . import metrics as M
 from . import names as n
-from .kube import Forbidden, Kube, Reconciler
+from .api import Forbidden, Kube
+from .kube import Reconciler
 
 log = logging.getLogger(__name__)
 
