@@ -152,13 +152,13 @@ async def job_event(event: dict, body: kopf.Body, namespace: str, name: str, uid
         return
     previous = rec.jobs.get((namespace, name))
     rec.jobs[(namespace, name)] = dict(body)
+    if previous is None and not (body.get("status") or {}).get("startTime"):
+        rec.expect_first_reconcile(namespace, name)  # a new job: its first pods go first
     # The echoes of our own status writes and of kopf's finalizer/annotation patches change
     # nothing a reconcile reads: skipping them halves the reconciles of a burst of new jobs.
-    if previous is None and not (body.get("status") or {}).get("startTime"):
-        rec.expect_first_reconcile(namespace, name)
     if event.get("type") == "ADDED" or rec.news_in(previous, body):
         # In the background: kopf patches the job (its finalizer) right after this handler, and
-        # would otherwise race the status our reconcile writes (a 409-like retry per new job).
+        # would otherwise race the status our reconcile writes (a 422 and a retry per new job).
         rec.trigger_soon(namespace, name)
 
 
