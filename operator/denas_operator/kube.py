@@ -135,11 +135,15 @@ class Reconciler:
         self._first_pending[(namespace, name)] = time.monotonic()
 
     def _new_jobs_waiting(self) -> bool:
+        """Cheap (every delayed trigger asks it every 0.1 s during a burst): entries are in the
+        order they came, so only the oldest ones can be stale (never reconciled: deleted)."""
         now = time.monotonic()
-        for key, since in list(self._first_pending.items()):
-            if now - since > 2 * BURST_DEFER_S:  # never reconciled (deleted meanwhile): forget it
-                self._first_pending.pop(key, None)
-        return bool(self._first_pending)
+        while self._first_pending:
+            key, since = next(iter(self._first_pending.items()))
+            if now - since <= 2 * BURST_DEFER_S:
+                return True
+            self._first_pending.pop(key, None)
+        return False
 
     def reconciled_within(self, namespace: str, name: str, seconds: float) -> bool:
         return time.monotonic() - self._last_reconcile.get((namespace, name), float("-inf")) < seconds
@@ -324,8 +328,9 @@ class Reconciler:
     ) -> None:
         try:
             # A pod's prerequisites (its ServiceAccount: admission rejects a pod naming a missing
-            # one; its spec ConfigMap: it cannot start without the mount), then the pods, then the
-            # rest (result ConfigMap, Services, the Role and RoleBinding), each tier at once.
+            # one; its spec ConfigMap: it cannot start without the mount), then the pods, in one
+            # trip to a worker thread; then the rest (result ConfigMap, Services, the Role and
+            # RoleBinding) at once.
             first = [o for o in d.create if _pod_prerequisite(o)]
             pods = [o for o in d.create if o["kind"] == "Pod"]
             rest = [o for o in d.create if o["kind"] != "Pod" and not _pod_prerequisite(o)]
