@@ -134,18 +134,18 @@ def run_search(
         pool = LocalPool(evaluate)
     try:
         return _coordinate(
-            config,
-            out_dir,
-            resume,
-            space,
-            evaluator,
-            pool,
-            on_event,
-            progress_file,
-            progress,
-            plots,
-            score_cache,
-            metrics,
+            config=config,
+            out_dir=out_dir,
+            resume=resume,
+            space=space,
+            evaluator=evaluator,
+            pool=pool,
+            on_event=on_event,
+            progress_file=progress_file,
+            progress=progress,
+            plots=plots,
+            cache_path=score_cache,
+            metrics=metrics,
         )
     except BaseException as e:
         if isinstance(pool, DistributedPool):
@@ -156,6 +156,7 @@ def run_search(
 
 
 def _coordinate(
+    *,  # twelve settings of one run: by name only, so none can land in another's place
     config,
     out_dir,
     resume,
