@@ -15,13 +15,14 @@ def counter(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
-def test_only_the_highest_priority_replica_acts(cluster, operator, tmp_path, job_name):
+def ensure_peering(cluster, name: str) -> None:
+    """The KopfPeering object the replicas share (kopf's peering CRDs: the emulator serves them)."""
     if cluster.emulator is None:
         pytest.skip("needs kopf's peering CRDs; the emulator serves them")
     peering = {
         "apiVersion": "kopf.dev/v1",
         "kind": "KopfPeering",
-        "metadata": {"name": "denas-ha", "namespace": cluster.namespace},
+        "metadata": {"name": name, "namespace": cluster.namespace},
     }
     try:
         cluster.custom.create_namespaced_custom_object(
@@ -29,6 +30,10 @@ def test_only_the_highest_priority_replica_acts(cluster, operator, tmp_path, job
         )
     except ApiException as exc:
         assert exc.status == 409
+
+
+def test_only_the_highest_priority_replica_acts(cluster, operator, tmp_path, job_name):
+    ensure_peering(cluster, "denas-ha")
     operator.stop()  # the session's standalone replica would act regardless of peering
     standby = OperatorProcess(
         cluster.kubeconfig, cluster.namespace, tmp_path, ("--peering", "denas-ha", "--priority", "10")
@@ -67,19 +72,7 @@ def test_only_the_highest_priority_replica_acts(cluster, operator, tmp_path, job
 
 def test_replicas_started_with_identical_args_do_not_all_pause(cluster, operator, tmp_path, job_name):
     """A Deployment gives every replica the same args: without --priority they must not tie."""
-    if cluster.emulator is None:
-        pytest.skip("needs kopf's peering CRDs; the emulator serves them")
-    peering = {
-        "apiVersion": "kopf.dev/v1",
-        "kind": "KopfPeering",
-        "metadata": {"name": "denas-same-args", "namespace": cluster.namespace},
-    }
-    try:
-        cluster.custom.create_namespaced_custom_object(
-            "kopf.dev", "v1", cluster.namespace, "kopfpeerings", peering
-        )
-    except ApiException as exc:
-        assert exc.status == 409
+    ensure_peering(cluster, "denas-same-args")
     operator.stop()
     replicas = [
         OperatorProcess(cluster.kubeconfig, cluster.namespace, tmp_path, ("--peering", "denas-same-args"))
