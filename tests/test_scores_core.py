@@ -172,7 +172,9 @@ def population_components(domain: str) -> list[dict[str, float]]:
             model = space.build(space.sample(rng))
             # every component, not only the domain's defaults: `default` and `cnn` share this population
             out.append(
-                scores.score_model(model, x, y, proxies=scores.COMPONENTS, domain=f"{space_name}/tiny")
+                scores.score_model(
+                    model, x, y, proxies=[*scores.COMPONENTS, "layer_gain"], domain=f"{space_name}/tiny"
+                )
             )
         _POPULATIONS[space_name] = out
     return _POPULATIONS[space_name]

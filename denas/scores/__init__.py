@@ -5,7 +5,7 @@
 this machine (IPEX/bf16 when available) and `LatencyCache` remembers it per hardware fingerprint.
 """
 
-from denas.scores import components, zero_cost  # noqa: F401  (registration side effect)
+from denas.scores import components, gain, zero_cost  # noqa: F401  (registration side effect)
 from denas.scores._model import ScoreInputError
 from denas.scores.core import score_model
 from denas.scores.descore import (

@@ -61,8 +61,10 @@ def score_model(
     if isinstance(weights, str):
         domain, weights = weights, None
     resolved = descore.resolve_weights(weights, domain)
-    # default: the weighted components (a zero-weight component would cost time for nothing)
+    # default: the weighted proxies, components first (a zero-weight component would cost time
+    # for nothing); a weighted latency is measured and folded in, listed only when requested
     default = [c for c in descore.COMPONENTS if c in resolved]
+    default += [c for c in resolved if c not in default and c != "latency"]
     requested = list(dict.fromkeys(proxies if proxies is not None else default))
     for name in requested:
         if name != "latency":
