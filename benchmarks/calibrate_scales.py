@@ -5,7 +5,7 @@ CRD's default synthetic batch (16) and prints the median and robust spread (IQR/
 transformed component: the absolute DE-Score turns each component into its estimated percentile
 Phi((t - median) / spread), so that a weight means the same thing for every component.
 
-    OMP_NUM_THREADS=1 python benchmarks/calibrate_scales.py [--n 8] [cnn nb201 vit bert asr]
+    OMP_NUM_THREADS=1 python benchmarks/calibrate_scales.py [--n 8] [--preset P] [--proxies a,b] [cnn nb201 vit bert asr]
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import denas.scores as scores
 from denas import spaces
 
 
-def calibrate(domain: str, n: int, preset: str | None) -> dict[str, tuple[float, float]]:
+def calibrate(
+    domain: str, n: int, preset: str | None, proxies: tuple[str, ...] = scores.COMPONENTS
+) -> dict[str, tuple[float, float]]:
     space = spaces.get(domain, {"preset": preset} if preset else None)
     rng = random.Random(7)
     x, y = space.example_inputs(16, seed=0)
@@ -31,8 +33,8 @@ def calibrate(domain: str, n: int, preset: str | None) -> dict[str, tuple[float,
     start = time.time()
     for i in range(n):
         torch.manual_seed(i)
-        values = scores.score_model(space.build(space.sample(rng)), x, y)
-        rows.append({c: scores.transform(c, values[c]) for c in scores.COMPONENTS})
+        values = scores.score_model(space.build(space.sample(rng)), x, y, proxies=proxies)
+        rows.append({c: scores.transform(c, values[c]) for c in proxies})
         print(
             f"{domain}: {i + 1}/{n} ({(time.time() - start) / (i + 1):.1f} s each)",
             file=sys.stderr,
@@ -41,7 +43,7 @@ def calibrate(domain: str, n: int, preset: str | None) -> dict[str, tuple[float,
     # robust spread (IQR / 1.349 = std for a Gaussian): degenerate structures (a disconnected
     # cell, zero gradient) sit at log(1e-300) and would otherwise dominate a plain std
     out = {}
-    for c in scores.COMPONENTS:
+    for c in proxies:
         v = [r[c] for r in rows]
         out[c] = (
             round(float(np.median(v)), 3),
@@ -57,11 +59,19 @@ def main() -> int:
     parser.add_argument("domains", nargs="*", default=["cnn", "nb201", "vit", "bert", "asr"])
     parser.add_argument("--n", type=int, default=12)
     parser.add_argument("--preset", help="a preset of every listed space")
+    parser.add_argument(
+        "--proxies",
+        default=",".join(scores.COMPONENTS),
+        help="comma-separated proxies to calibrate (default: the four DE-Score components)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     for domain in args.domains:
         key = f"{domain}/{args.preset}" if args.preset else domain
-        print(json.dumps({key: calibrate(domain, args.n, args.preset)}), flush=True)
+        print(
+            json.dumps({key: calibrate(domain, args.n, args.preset, tuple(args.proxies.split(",")))}),
+            flush=True,
+        )
     return 0
 
 

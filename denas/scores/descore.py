@@ -62,6 +62,7 @@ def _identity(v: float) -> float:
 
 TRANSFORMS = {
     "expressivity": _identity,
+    "layer_gain": _identity,  # already a log
     "complexity": _neg_log,
     "diversity": _log,
     "saliency": _log,
@@ -80,15 +81,16 @@ TRANSFORMS = {
 
 # nb201: benchmarks/proxy_correlation.py's rule (grid 0/0.5/1/2, best mean Spearman over its four
 # ground truths) on a 300-cell tuning sample disjoint from the 500 reported cells; cnn: the same
-# grid on the 60 digits TUNING networks, disjoint from the 120 reported ones
-# (benchmarks/digits_correlation.py): the NTK term alone won there; transformer domains: equal
+# grid over the four components and layer_gain on the 60 digits TUNING networks, disjoint from
+# the 120 reported ones (benchmarks/digits_correlation.py): layer_gain alone won there (the
+# Zen-score and synflow mostly count depth, which hurts on digits); transformer domains: equal
 # weights (no ground truth here). `default` keeps the earlier nb201 weights.
 _CNN_WEIGHTS = {"expressivity": 0.5, "complexity": 1.0, "saliency": 0.5}
 _EQUAL = {"expressivity": 1.0, "complexity": 1.0, "diversity": 1.0, "saliency": 1.0}
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "default": dict(_CNN_WEIGHTS),
     "nb201": {"expressivity": 0.5, "complexity": 2.0, "saliency": 2.0},
-    "cnn": {"complexity": 1.0},
+    "cnn": {"layer_gain": 1.0},
     "vit": dict(_EQUAL),
     "bert": dict(_EQUAL),
     "asr": dict(_EQUAL),
@@ -114,7 +116,8 @@ CALIBRATION: dict[str, dict[str, tuple[float, float]]] = {
         **_LATENCY,
     },
 }
-_MEASURED = {  # benchmarks/calibrate_scales.py: --n 16 for presets, --n 10 default configs (bert: 6)
+_MEASURED = {  # benchmarks/calibrate_scales.py: --n 16 for presets, --n 10 default configs (bert: 6);
+    # layer_gain: --proxies layer_gain, same structures
     "nb201/tiny": {
         "expressivity": (19.959, 8.29),
         "complexity": (-3.372, 0.733),
@@ -122,18 +125,21 @@ _MEASURED = {  # benchmarks/calibrate_scales.py: --n 16 for presets, --n 10 defa
         "saliency": (19.138, 3.829),
     },
     "cnn": {
+        "layer_gain": (2.261, 0.297),
         "expressivity": (55.555, 16.645),
         "complexity": (-0.838, 0.22),
         "diversity": (10.725, 0.379),
         "saliency": (47.898, 12.818),
     },
     "cnn/digits": {
+        "layer_gain": (1.475, 0.289),
         "expressivity": (22.766, 3.063),
         "complexity": (-1.923, 0.288),
         "diversity": (7.185, 0.555),
         "saliency": (21.537, 2.391),
     },
     "cnn/tiny": {
+        "layer_gain": (1.45, 0.289),
         "expressivity": (15.678, 3.561),
         "complexity": (-3.844, 0.518),
         "diversity": (4.422, 0.589),
