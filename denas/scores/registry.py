@@ -13,7 +13,6 @@ every parameter and buffer object and reloads the caller's values before handing
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from denas.scores import _model
+from denas.scores._copy import deep_copy
 from denas.scores._model import Batch, LossFn
 
 
@@ -105,7 +105,7 @@ class ScoreContext:
         copies only (a deep copy of a 50-layer model costs as much as a forward pass). Valid
         until the next call; a proxy that must keep a model longer uses ``private_model``."""
         if self._work is None:
-            self._work = copy.deepcopy(self.model)
+            self._work = deep_copy(self.model)
             self._slots, self._sources = _pair_tensors(self._work, self.model)
         else:
             self._restore()
@@ -113,7 +113,7 @@ class ScoreContext:
 
     def private_model(self) -> nn.Module:
         """A deep copy of the caller's model that no other proxy will touch."""
-        return self._prepare(copy.deepcopy(self.model))
+        return self._prepare(deep_copy(self.model))
 
     def _restore(self) -> None:
         with torch.no_grad():
