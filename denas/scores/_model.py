@@ -14,8 +14,9 @@ The output may be a tensor, a tuple/list (first tensor wins), a dict or a Huggin
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -185,6 +186,47 @@ def set_scoring_mode(model: nn.Module) -> nn.Module:
         if isinstance(m, nn.modules.dropout._DropoutNd) or isinstance(m, nn.Dropout):
             m.eval()
     return model
+
+
+def batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextlib.contextmanager
+def cumulative_batchnorm(model: nn.Module) -> Iterator[list[nn.modules.batchnorm._BatchNorm]]:
+    """BatchNorm running statistics reset and cumulative (momentum None) inside the block, so
+    after one train-mode pass they hold exactly that batch's statistics; momenta put back after."""
+    bns = batchnorms(model)
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    try:
+        yield bns
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+
+
+BatchStatistics = list[tuple[torch.Tensor | None, ...]]
+
+
+def get_batch_statistics(bns: list[nn.modules.batchnorm._BatchNorm]) -> BatchStatistics:
+    return [
+        tuple(
+            None if t is None else t.detach().clone()
+            for t in (m.running_mean, m.running_var, m.num_batches_tracked)
+        )
+        for m in bns
+    ]
+
+
+def set_batch_statistics(bns: list[nn.modules.batchnorm._BatchNorm], stats: BatchStatistics) -> None:
+    with torch.no_grad():
+        for m, saved in zip(bns, stats, strict=True):
+            for t, value in zip((m.running_mean, m.running_var, m.num_batches_tracked), saved):
+                if t is not None:
+                    t.copy_(value)
 
 
 def weight_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:

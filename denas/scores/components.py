@@ -114,22 +114,17 @@ def expressivity(ctx: ScoreContext) -> float:
     return value
 
 
-def _freeze_batch_statistics(model: nn.Module, inputs: _model.Batch) -> None:
-    """Replace BN running statistics by this batch's, then switch to eval mode."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average: after one batch, exactly that batch's statistics
-    try:
+def _freeze_batch_statistics(model: nn.Module, inputs: _model.Batch) -> torch.Tensor | None:
+    """Replace BN running statistics by this batch's, then switch to eval mode. Returns the
+    logits of that train-mode pass (None: no BatchNorm, no pass)."""
+    out = None
+    with _model.cumulative_batchnorm(model) as bns:
         if bns:
             with torch.no_grad():
                 model.train()
-                _model.call(model, inputs, owner=model)
-    finally:
-        for m, momentum in zip(bns, momenta):
-            m.momentum = momentum
+                out = _model.logits(model, inputs)
     model.eval()
+    return out
 
 
 def ntk_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -191,15 +186,35 @@ def ntk_condition_number(grads: list[torch.Tensor]) -> float:
     return min(top / max(float(eig[0]), top / COND_CAP), COND_CAP)
 
 
-@register("complexity", "NTK condition number of per-sample gradients, TE-NAS (lower is better)")
+@register(
+    "complexity",
+    "NTK condition number of per-sample gradients, TE-NAS (lower is better)",
+    checks_targets=True,
+)
 def complexity(ctx: ScoreContext) -> float:
-    model = ctx.fresh_model()
-    size = sum(p.numel() for p in ntk_parameters(model).values())
-    # at most NTK_MAX_BATCH samples, fewer (>= 4) for big models so the gradients fit in ~256 MB
-    n = min(_model.batch_size(ctx.inputs), NTK_MAX_BATCH, max(4, NTK_MAX_ENTRIES // max(size, 1)))
+    n = ntk_batch_size(ctx.model, ctx.inputs)
     inputs = _model.slice_batch(ctx.inputs, 0, n)
-    _freeze_batch_statistics(model, inputs)
+    shared = ctx.batch_statistics(n)
+    if shared is None and not _model.batchnorms(ctx.model):
+        ctx.check_targets()  # no pass of its own to check them on
+    model = ctx.fresh_model()
+    if shared is not None:  # the loss pass already made the train-mode pass over these samples
+        _model.set_batch_statistics(_model.batchnorms(model), shared)
+        model.eval()
+    else:
+        out = _freeze_batch_statistics(model, inputs)
+        if out is not None:
+            ctx.check_targets(out)
     return ntk_condition_number(per_sample_gradients(model, inputs))
+
+
+def ntk_batch_size(model: nn.Module, inputs: _model.Batch) -> int:
+    """At most NTK_MAX_BATCH samples, fewer (>= 4) for big models so the gradients fit in ~256 MB.
+    Reads sizes only, so the caller's model will do: every parameter but embedding tables (the
+    working copy makes all of them trainable)."""
+    skip = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    size = sum(p.numel() for p in model.parameters() if id(p) not in skip)
+    return min(_model.batch_size(inputs), NTK_MAX_BATCH, max(4, NTK_MAX_ENTRIES // max(size, 1)))
 
 
 def attention_matrices(model: nn.Module) -> list[nn.Parameter | torch.Tensor]:
@@ -239,7 +254,11 @@ def _diversity_pairs(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]
     return [(w, w.grad) for w in mats if w.grad is not None]
 
 
-@register("diversity", "TF-TAS synaptic diversity: sum ||W||_nuc * ||dL/dW||_nuc (higher is better)")
+@register(
+    "diversity",
+    "TF-TAS synaptic diversity: sum ||W||_nuc * ||dL/dW||_nuc (higher is better)",
+    loss_pass=True,
+)
 def diversity(ctx: ScoreContext) -> float:
     model = ctx.loss_gradients()
     total = 0.0

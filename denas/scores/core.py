@@ -70,13 +70,13 @@ def score_model(
         if name != "latency":
             registry.get(name)  # unknown names fail before any work
     needed = list(dict.fromkeys([*requested, *resolved]))
+    # proxies sharing the loss pass first: `complexity` then reuses its BatchNorm statistics
+    # (each proxy's value is the same in any order)
+    needed.sort(key=lambda name: name == "latency" or not registry.get(name).loss_pass)
     ctx = registry.ScoreContext(model=model, inputs=inputs, targets=targets, loss_fn=loss_fn, seed=seed)
-    if targets is not None:  # fail fast on targets that do not fit the output (one sample, cheap)
-        with torch.no_grad():
-            probe = ctx.fresh_model().eval()
-            (loss_fn or _model.default_loss)(
-                _model.logits(probe, _model.slice_batch(inputs, 0, 1)), targets[:1]
-            )
+    first = registry.get(needed[0]) if needed and needed[0] != "latency" else None
+    if first is None or not first.checks_targets:
+        ctx.check_targets()  # fail fast on targets that do not fit the output (one sample, cheap)
     was_training = model.training
     values: dict[str, float] = {}
     with torch.random.fork_rng(devices=[]):

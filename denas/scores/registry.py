@@ -58,14 +58,20 @@ class Proxy:
     name: str
     fn: Callable[[ScoreContext], float]
     description: str
+    # uses `ScoreContext.loss_gradients`: computed first, so later proxies reuse that pass
+    loss_pass: bool = False
+    # calls `ScoreContext.check_targets` (or the loss pass) before its costly work
+    checks_targets: bool = False
 
 
 _PROXIES: dict[str, Proxy] = {}
 
 
-def register(name: str, description: str) -> Callable[[Callable[[ScoreContext], float]], Callable]:
+def register(
+    name: str, description: str, *, loss_pass: bool = False, checks_targets: bool = False
+) -> Callable[[Callable[[ScoreContext], float]], Callable]:
     def decorator(fn: Callable[[ScoreContext], float]) -> Callable[[ScoreContext], float]:
-        _PROXIES[name] = Proxy(name, fn, description)
+        _PROXIES[name] = Proxy(name, fn, description, loss_pass, checks_targets or loss_pass)
         return fn
 
     return decorator
@@ -98,6 +104,7 @@ class ScoreContext:
     # each distinct working tensor and the caller's tensor it mirrors (the caller's model is
     # never modified, so it is the snapshot: no second copy of the weights is kept)
     _sources: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    _targets_checked: bool = False
 
     def fresh_model(self) -> nn.Module:
         """The context's working copy, reset to the caller's weights and buffers, in scoring mode,
@@ -144,13 +151,40 @@ class ScoreContext:
                 self._cache[key] = compute()
         return self._cache[key]
 
+    def check_targets(self, out: torch.Tensor | None = None) -> None:
+        """Fail fast on targets that do not fit the model output: the loss of ``out`` (logits of
+        the first rows of the batch, from a pass a proxy makes anyway) against as many targets,
+        or of a one-sample eval-mode pass when ``out`` is None (this resets the working copy).
+        Once per context; nothing to do without targets."""
+        if self.targets is None or self._targets_checked:
+            return
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            if out is None:
+                out = _model.logits(self.fresh_model().eval(), _model.slice_batch(self.inputs, 0, 1))
+            (self.loss_fn or _model.default_loss)(out, self.targets[: out.shape[0]])
+        self._targets_checked = True
+
+    def batch_statistics(self, n: int) -> _model.BatchStatistics | None:
+        """The BatchNorm statistics of the loss pass (`loss_gradients`) if it has run over exactly
+        the first ``n`` samples with every module in train mode: then they equal those of a
+        train-mode pass over those samples (the pass `complexity` freezes), which need not run."""
+        return self._cache.get(("batch_statistics", n))
+
     def loss_gradients(self) -> nn.Module:
         """A fresh model whose ``.grad`` holds the loss gradient of one forward+backward on the
         batch (computed once per context, shared by grad_norm, snip and diversity)."""
 
         def compute() -> dict[str, torch.Tensor]:
             model = self.fresh_model()
-            self.loss(_model.logits(model, self.inputs)).backward()
+            # batch statistics in train mode, so resetting the running ones changes no output
+            with _model.cumulative_batchnorm(model) as bns:
+                out = _model.logits(model, self.inputs)
+            if all(m.training for m in model.modules()):  # no dropout: the pass `complexity` needs
+                rows = _model.batch_size(self.inputs)
+                self._cache[("batch_statistics", rows)] = _model.get_batch_statistics(bns)
+            loss = self.loss(out)
+            self._targets_checked = True
+            loss.backward()
             return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
         grads = self.cached("loss_gradients", compute)

@@ -39,13 +39,13 @@ def layer_weights(model: nn.Module) -> list[nn.Parameter]:
     return [m.weight for m in model.modules() if isinstance(m, LAYERS) and m.weight.requires_grad]
 
 
-@register("grad_norm", "sum of per-layer loss-gradient L2 norms")
+@register("grad_norm", "sum of per-layer loss-gradient L2 norms", loss_pass=True)
 def grad_norm(ctx: ScoreContext) -> float:
     model = ctx.loss_gradients()
     return float(sum(w.grad.norm() for w in layer_weights(model) if w.grad is not None))
 
 
-@register("snip", "SNIP connection sensitivity: sum |W * dL/dW|")
+@register("snip", "SNIP connection sensitivity: sum |W * dL/dW|", loss_pass=True)
 def snip(ctx: ScoreContext) -> float:
     model = ctx.loss_gradients()
     with torch.no_grad():
