@@ -9,7 +9,10 @@
   per-sample gradients of the summed output (TE-NAS), over every parameter except embedding
   tables, on the first 16 samples (fewer, down to 4, when 16 gradients would exceed 2**26 numbers). Per-sample gradients come from one
   vectorised ``torch.func.vmap(grad(...))`` call, not one backward per sample; BatchNorm uses
-  the batch statistics of one train-mode pass, frozen, so every sample's gradient is its own.
+  the batch statistics of one train-mode pass, frozen, so every sample's gradient is its own
+  (the loss pass's statistics when it ran over the same samples without dropout: the same
+  numbers, one pass fewer). The Gram matrix is accumulated in float64, exactly as
+  ``g.double() @ g.double().T`` per parameter.
   Lower is better (better-conditioned training dynamics).
 * diversity — TF-TAS synaptic diversity ``sum_W ||W||_* . ||dL/dW||_*`` with the true nuclear
   norm (sum of singular values) over the attention projections (every ``nn.Linear`` inside a
@@ -172,13 +175,25 @@ def per_sample_gradients(model: nn.Module, inputs: _model.Batch) -> list[torch.T
         return [torch.stack([r[j] for r in rows]) for j in range(len(names))]
 
 
-def _gram(g: torch.Tensor) -> torch.Tensor:
-    d = g.double()  # converted once: a second `.double()` of the same rows costs more than the product
+_SMALL_ROWS = 2**16  # smaller conversions reuse the allocator's cached memory anyway
+
+
+def _gram(g: torch.Tensor, buffer: torch.Tensor | None = None) -> torch.Tensor:
+    """``g.double() @ g.double().T``, the float64 rows written into ``buffer`` when given (they
+    are converted once: a second `.double()` of the same rows costs more than the product)."""
+    if buffer is None or g.numel() < _SMALL_ROWS or not g.is_contiguous():
+        d = g.double()
+    else:  # the same contiguous float64 rows `.double()` makes, in reused memory
+        d = buffer[: g.numel()].view(g.shape).copy_(g)
     return d @ d.T
 
 
 def ntk_condition_number(grads: list[torch.Tensor]) -> float:
-    gram = sum(_gram(g) for g in grads)
+    # One float64 buffer for every big parameter's rows: a fresh conversion per parameter (up
+    # to 1e8 numbers in all) spends more time faulting in new memory than multiplying.
+    big = [g.numel() for g in grads if g.numel() >= _SMALL_ROWS]
+    buffer = torch.empty(max(big), dtype=torch.float64) if big else None
+    gram = sum(_gram(g, buffer) for g in grads)
     eig = torch.linalg.eigvalsh(gram)
     top = float(eig[-1])
     if not math.isfinite(top) or top <= 0.0:

@@ -4,7 +4,10 @@ A proxy is a function ``fn(ctx: ScoreContext) -> float``. It must never touch ``
 (the caller's module): it asks ``ctx.fresh_model()`` for the context's working copy, reset to
 the caller's state. Intermediate results
 several proxies share (the loss gradient) are computed once per context by ``ctx.cached`` on
-their own fresh copy, so a proxy's value never depends on which proxies ran before it.
+their own fresh copy, so a proxy's value never depends on which proxies ran before it. The
+loss pass also keeps its BatchNorm batch statistics (``batch_statistics``: `complexity` freezes
+exactly those), and whichever pass first runs the model on the batch checks the targets
+(``check_targets``), so no pass is made twice.
 
 The working copy is the only deep copy a context makes: a proxy may change its values, dtype
 (``.double()``), buffers, modes and hooks' effects in place, because ``fresh_model`` puts back
