@@ -13,6 +13,7 @@ from torch import nn
 
 import denas.scores as scores
 from denas.scores import _copy, components, registry
+from denas.spaces.layers import TransformerLayer
 
 NO_WEIGHTS = dict.fromkeys(scores.COMPONENTS, 0.0)
 
@@ -175,3 +176,54 @@ def test_a_context_checks_the_targets_once():
         work[0].weight.mul_(2)
     ctx.check_targets()  # already checked: must not reset the working copy again
     assert torch.equal(work[0].weight, model[0].weight * 2)
+
+
+class _Encoder(nn.Module):
+    """Our spaces' attention (a module named "...Attention"), LayerNorm and a feed-forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.embed = nn.Linear(3, 8)
+        self.layer = TransformerLayer(8, heads=2, head_dim=4, hidden=16)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layer(self.embed(x)).mean(1))
+
+
+class _Mha(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.embed = nn.Linear(3, 8)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        return self.head(self.attn(h, h, h, need_weights=False)[0].mean(1))
+
+
+@pytest.mark.parametrize(
+    ("make", "shape"),
+    [(_Encoder, (6, 7, 3)), (_Mha, (6, 7, 3)), (lambda: _bn_cnn(False), (6, 2, 6, 6))],
+    ids=["named-attention", "multihead", "cnn"],
+)
+def test_diversity_on_its_own_gradients_equals_diversity_on_the_full_loss_pass(make, shape):
+    model = make()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(*shape, generator=g), torch.randint(0, 5, (shape[0],), generator=g)
+    alone = scores.score_model(model, x, y, proxies=["diversity"], weights=NO_WEIGHTS)
+    shared = scores.score_model(model, x, y, proxies=["diversity", "grad_norm"], weights=NO_WEIGHTS)
+    assert alone["diversity"] == shared["diversity"] > 0
+
+    ctx = registry.ScoreContext(model=model, inputs=x, targets=y, plan=("diversity",))
+    work = ctx.loss_gradients(only=components._diversity_weights)
+    got = {id(p): p.grad is not None for p in work.parameters()}
+    read = {id(t) for t in components._diversity_weights(work)}
+    assert {i for i, has in got.items() if has} == read  # only what diversity reads
+    full = registry.ScoreContext(model=model, inputs=x, targets=y, plan=("diversity", "snip"))
+    assert all(
+        p.grad is not None for p in full.loss_gradients(only=components._diversity_weights).parameters()
+    )

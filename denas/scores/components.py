@@ -252,6 +252,13 @@ def attention_matrices(model: nn.Module) -> list[nn.Parameter | torch.Tensor]:
     return mats
 
 
+def _diversity_weights(model: nn.Module) -> list[torch.Tensor]:
+    """Every weight whose gradient `_diversity_pairs` may read."""
+    return attention_matrices(model) or [
+        m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))
+    ]
+
+
 def _diversity_pairs(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
     for m in model.modules():
@@ -275,7 +282,7 @@ def _diversity_pairs(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]
     loss_pass=True,
 )
 def diversity(ctx: ScoreContext) -> float:
-    model = ctx.loss_gradients()
+    model = ctx.loss_gradients(only=_diversity_weights)
     total = 0.0
     with torch.no_grad():
         for w, g in _diversity_pairs(model):

@@ -73,7 +73,9 @@ def score_model(
     # proxies sharing the loss pass first: `complexity` then reuses its BatchNorm statistics
     # (each proxy's value is the same in any order)
     needed.sort(key=lambda name: name == "latency" or not registry.get(name).loss_pass)
-    ctx = registry.ScoreContext(model=model, inputs=inputs, targets=targets, loss_fn=loss_fn, seed=seed)
+    ctx = registry.ScoreContext(
+        model=model, inputs=inputs, targets=targets, loss_fn=loss_fn, seed=seed, plan=tuple(needed)
+    )
     first = registry.get(needed[0]) if needed and needed[0] != "latency" else None
     if first is None or not first.checks_targets:
         ctx.check_targets()  # fail fast on targets that do not fit the output (one sample, cheap)

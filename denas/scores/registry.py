@@ -100,6 +100,8 @@ class ScoreContext:
     targets: torch.Tensor | None = None
     loss_fn: LossFn | None = None
     seed: int = 0
+    # the proxies `score_model` computes with this context, in order (empty: not known)
+    plan: tuple[str, ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict)
     _work: nn.Module | None = None
     # every (module._parameters or module._buffers, name, tensor) slot of the working copy
@@ -173,21 +175,46 @@ class ScoreContext:
         train-mode pass over those samples (the pass `complexity` freezes), which need not run."""
         return self._cache.get(("batch_statistics", n))
 
-    def loss_gradients(self) -> nn.Module:
+    def _loss_pass(
+        self, model: nn.Module, only: list[torch.Tensor] | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        """Forward, loss and backward on the whole batch (into ``.grad``, or the gradients of
+        ``only`` returned). Records the BatchNorm statistics and checks the targets on the way."""
+        # batch statistics in train mode, so resetting the running ones changes no output
+        with _model.cumulative_batchnorm(model) as bns:
+            out = _model.logits(model, self.inputs)
+        if all(m.training for m in model.modules()):  # no dropout: the pass `complexity` needs
+            rows = _model.batch_size(self.inputs)
+            self._cache[("batch_statistics", rows)] = _model.get_batch_statistics(bns)
+        loss = self.loss(out)
+        self._targets_checked = True
+        if only is None:
+            loss.backward()
+            return ()
+        return torch.autograd.grad(loss, only, allow_unused=True)
+
+    def loss_gradients(self, only: Callable[[nn.Module], list[torch.Tensor]] | None = None) -> nn.Module:
         """A fresh model whose ``.grad`` holds the loss gradient of one forward+backward on the
-        batch (computed once per context, shared by grad_norm, snip and diversity)."""
+        batch (computed once per context, shared by grad_norm, snip and diversity).
+
+        ``only(model)`` lists the tensors the caller reads. When the plan shows no other proxy
+        needing the loss pass, the backward computes just their gradients (the same numbers:
+        a tensor's gradient does not depend on which others are asked for; the weight gradients
+        of every other layer are skipped) and every other ``.grad`` stays None."""
+        users = [n for n in self.plan if n != "latency" and get(n).loss_pass]
+        if only is not None and len(users) == 1 and "loss_gradients" not in self._cache:
+            with torch.random.fork_rng(devices=[]):  # the RNG state `cached` gives the full pass
+                torch.manual_seed(self.seed)
+                tensors = only(self.fresh_model())
+                grads = self._loss_pass(self._work, tensors)
+            model = self.fresh_model()  # the same tensor objects, their values reloaded
+            for t, g in zip(tensors, grads, strict=True):
+                t.grad = g
+            return model
 
         def compute() -> dict[str, torch.Tensor]:
             model = self.fresh_model()
-            # batch statistics in train mode, so resetting the running ones changes no output
-            with _model.cumulative_batchnorm(model) as bns:
-                out = _model.logits(model, self.inputs)
-            if all(m.training for m in model.modules()):  # no dropout: the pass `complexity` needs
-                rows = _model.batch_size(self.inputs)
-                self._cache[("batch_statistics", rows)] = _model.get_batch_statistics(bns)
-            loss = self.loss(out)
-            self._targets_checked = True
-            loss.backward()
+            self._loss_pass(model, None)
             return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
         grads = self.cached("loss_gradients", compute)
