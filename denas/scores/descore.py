@@ -39,10 +39,15 @@ benchmarks/README_scores.md; weights a user gives replace the defaults key by ke
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 
 from scipy.stats import rankdata
+
+log = logging.getLogger(__name__)
 
 COMPONENTS = ("expressivity", "complexity", "diversity", "saliency")
 _TINY = 1e-300
@@ -221,9 +226,41 @@ def transform(name: str, value: float) -> float:
 
 
 def domain_key(domain: str, search_space: Mapping[str, object] | None = None) -> str:
-    """The calibration key of a job's space: ``"cnn/digits"`` when a preset is chosen, else ``"cnn"``."""
-    preset = (search_space or {}).get("preset")
-    return f"{domain}/{preset}" if preset else domain
+    """The calibration key of a job's space: ``"cnn/digits"`` when a preset is chosen, or when
+    the overrides spell out a preset's configuration; else ``"cnn"``. A calibration describes the
+    networks of one configuration: the reduced NB201 skeleton written out key by key sits two
+    spreads below the full benchmark's saliency centre, where the absolute form would let the
+    other components decide (measured: benchmarks/README_search.md)."""
+    space = dict(search_space or {})
+    if space.get("preset"):
+        return f"{domain}/{space['preset']}"
+    if not space:
+        return domain
+    return _configured_key(domain, json.dumps(space, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=64)
+def _configured_key(domain: str, overrides_json: str) -> str:
+    from denas import spaces  # the spaces know their presets; scores must not need them to import
+
+    try:
+        config = spaces.get(domain, json.loads(overrides_json)).config
+        if config == spaces.get(domain).config:
+            return domain
+        for name in sorted(spaces.get(domain).presets()):
+            if config == spaces.get(domain, {"preset": name}).config:
+                return f"{domain}/{name}"
+    except ValueError:  # StructureError: invalid overrides fail where the space is built
+        return domain
+    log.warning(
+        "searchSpace overrides %s match no calibrated configuration of '%s': DE-Score percentiles "
+        "use the '%s' calibration, which may sit far from these networks (choose a preset, or "
+        "measure one with benchmarks/calibrate_scales.py)",
+        overrides_json,
+        domain,
+        domain,
+    )
+    return domain
 
 
 def calibration(domain: str | None = None) -> dict[str, tuple[float, float]]:
