@@ -188,7 +188,7 @@ class ScoreContext:
             self._cache[("batch_statistics", rows)] = _model.get_batch_statistics(bns)
         loss = self.loss(out)
         self._targets_checked = True
-        if only is None:
+        if not only:  # everything, or nothing asked for (a backward all the same, as before)
             loss.backward()
             return ()
         return torch.autograd.grad(loss, only, allow_unused=True)
