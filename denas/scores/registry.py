@@ -7,7 +7,8 @@ several proxies share (the loss gradient) are computed once per context by ``ctx
 their own fresh copy, so a proxy's value never depends on which proxies ran before it. The
 loss pass also keeps its BatchNorm batch statistics (``batch_statistics``: `complexity` freezes
 exactly those), and whichever pass first runs the model on the batch checks the targets
-(``check_targets``), so no pass is made twice.
+(``check_targets``), so no pass is made twice. A proxy that is the only one of the call (``plan``)
+needing the loss pass gets a backward that computes just the gradients it reads.
 
 The working copy is the only deep copy a context makes: a proxy may change its values, dtype
 (``.double()``), buffers, modes and hooks' effects in place, because ``fresh_model`` puts back
