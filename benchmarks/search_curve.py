@@ -25,13 +25,18 @@ import csv
 import io
 import json
 import math
+import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from scipy.stats import spearmanr
 
+from denas import spaces
+from denas.scores import combine, resolve_weights, score_model
+from denas.scores.descore import domain_key
 from denas.search import SearchConfig, run_search
 from denas.search.progress import Progress
 
@@ -43,6 +48,10 @@ FIGURE = HERE / "figures" / "search_curve_nb201.png"
 SPACE = {"channels": 8, "cells_per_stage": 1, "image_size": 16}
 BATCH = 16
 POPULATION = 10
+DOMAIN = domain_key("nb201", SPACE)  # what a search of this space uses: the `tiny` preset's calibration
+
+
+WEIGHTS = resolve_weights(None, DOMAIN)
 
 
 class TableScorer:
@@ -62,20 +71,28 @@ class TableScorer:
         return float(self.rows[" ".join(structure["ops"])]["cifar10_test_acc"])
 
     def __call__(self, space, structure, seed, config):
-        from denas.scores import score_model
-
         key = " ".join(structure["ops"])
-        if key not in self.cache:
+        if not set(WEIGHTS) <= set(self.cache.get(key, {})):
             torch.manual_seed(0)  # per cell, not per search: one cached score serves every run
             model = space.build(structure)
             inputs, targets = space.example_inputs(BATCH, seed=0)
-            scores = {k: float(v) for k, v in score_model(model, inputs, targets, seed=0).items()}
-            self.cache[key] = scores
+            scores = score_model(model, inputs, targets, weights=WEIGHTS, domain=DOMAIN, seed=0)
+            self.cache[key] = {k: float(v) for k, v in scores.items() if k != "de_score"}
             CACHE.parent.mkdir(exist_ok=True)
             with CACHE.open("a") as f:
-                f.write(json.dumps({"ops": key, "scores": scores}) + "\n")
+                f.write(json.dumps({"ops": key, "scores": self.cache[key]}) + "\n")
             self.scored += 1
-        return dict(self.cache[key]), float(self.rows[key]["latency_ms_xeon_gold_6240"])
+        # the DE-Score from the cached components with today's nb201 weights and calibration,
+        # exactly what score_model returns for a search of this space (domain key "nb201")
+        values = dict(self.cache[key])
+        values["de_score"] = combine(values, WEIGHTS, DOMAIN)
+        return values, float(self.rows[key]["latency_ms_xeon_gold_6240"])
+
+    def rank_check(self, space, n: int) -> float:
+        """Spearman of the DE-Score with CIFAR-10 accuracy over ``n`` seeded random cells."""
+        keys = random.Random(0).sample(sorted(self.rows), n)
+        de = [self(space, {"ops": k.split()}, 0, None)[0]["de_score"] for k in keys]
+        return float(spearmanr(de, [float(self.rows[k]["cifar10_test_acc"]) for k in keys]).statistic)
 
 
 def variants(budget: int) -> dict[str, dict]:
@@ -104,6 +121,10 @@ def variants(budget: int) -> dict[str, dict]:
             + math.ceil((budget - POPULATION) / (3 * (children - POPULATION // 4) + POPULATION // 4)),
         },
     }
+
+
+def denas_space() -> spaces.SearchSpace:
+    return spaces.get("nb201", SPACE)
 
 
 def run_one(name: str, search: dict, seed: int, scorer: TableScorer, budget: int) -> dict[str, list[float]]:
@@ -151,9 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=150, help="candidates scored per run")
     parser.add_argument("--repeats", type=int, default=5, help="seeds per strategy")
     parser.add_argument("--only", nargs="*", help="strategies to run (default: all)")
+    parser.add_argument(
+        "--rank-check",
+        type=int,
+        metavar="N",
+        help="first print the DE-Score's Spearman on N random cells of this reduced skeleton",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     scorer = TableScorer()
+    print(f"DE-Score weights ({DOMAIN} defaults): {WEIGHTS}")
+    if args.rank_check:
+        rho = scorer.rank_check(denas_space(), args.rank_check)
+        print(f"DE-Score Spearman with CIFAR-10 accuracy, {args.rank_check} random cells: {rho:.3f}")
     runs: dict[str, list[dict[str, list[float]]]] = {}
     start = time.monotonic()
     for name, search in variants(args.budget).items():
