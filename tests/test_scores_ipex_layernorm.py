@@ -1,7 +1,7 @@
 """The NTK term is the same whether or not intel_extension_for_pytorch has been imported.
 
-IPEX (imported by latency measurement when installed) breaks ``torch.func.grad`` through the fused
-LayerNorm kernel; complexity routes LayerNorm through elementary ops while it vmaps."""
+IPEX (imported by latency measurement when installed) replaces ``aten::layer_norm``, and
+``torch.func.grad`` through it is wrong; complexity calls the native kernel while it vmaps."""
 
 from __future__ import annotations
 
@@ -35,14 +35,14 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_elementary_layer_norm_equals_the_fused_one():
+def test_native_layer_norm_equals_the_fused_one():
     x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0))
     w, b = torch.randn(5, 8), torch.randn(5, 8)
     assert torch.allclose(
         components._layer_norm(x, (5, 8), w, b, 1e-5), F.layer_norm(x, (5, 8), w, b, 1e-5), atol=1e-6
     )
     assert torch.allclose(components._layer_norm(x, (8,)), F.layer_norm(x, (8,)), atol=1e-6)
-    with components._elementary_layer_norm():
+    with components._native_layer_norm():
         assert F.layer_norm is components._layer_norm
     assert F.layer_norm is not components._layer_norm  # put back
 
