@@ -68,6 +68,14 @@ def _gaussian_like(inputs: _model.Batch) -> _model.Batch:
     return _model.map_tensors(inputs, lambda t: torch.randn_like(t) if t.is_floating_point() else t)
 
 
+def batchnorm_log_std(a: torch.Tensor) -> torch.Tensor:
+    """``log sqrt(mean_c var_c)`` of a BatchNorm layer's input (channels on dim 1), float64: the
+    Zen-score's per-layer term (`expressivity` sums it, `layer_gain` averages it)."""
+    a = a.detach()
+    var = a.var(dim=[d for d in range(a.dim()) if d != 1], unbiased=False).double().mean()
+    return 0.5 * torch.log(var.clamp_min(1e-300))
+
+
 @register(
     "expressivity", "Zen-score: log feature sensitivity to input noise + BN variance term (higher is better)"
 )
@@ -94,10 +102,7 @@ def expressivity(ctx: ScoreContext) -> float:
     def record_bn(m: nn.Module, args: tuple) -> None:
         if noise_scale["on"]:
             return
-        a = args[0].detach()
-        dims = [d for d in range(a.dim()) if d != 1]
-        var = a.var(dim=dims, unbiased=False).double().mean()
-        bn_log_std.append(0.5 * torch.log(var.clamp_min(1e-300)))
+        bn_log_std.append(batchnorm_log_std(args[0]))
 
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):

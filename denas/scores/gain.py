@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from denas.scores import _model
-from denas.scores.components import _gaussian_like, gaussian_init
+from denas.scores.components import _gaussian_like, batchnorm_log_std, gaussian_init
 from denas.scores.registry import ScoreContext, register
 
 
@@ -32,10 +32,7 @@ def batchnorm_log_stds(model: nn.Module, inputs: _model.Batch) -> list[float]:
     logs: list[float] = []
 
     def record(_m: nn.Module, args: tuple) -> None:
-        a = args[0].detach()
-        dims = [d for d in range(a.dim()) if d != 1]
-        var = a.var(dim=dims, unbiased=False).double().mean()
-        logs.append(float(0.5 * torch.log(var.clamp_min(1e-300))))
+        logs.append(float(batchnorm_log_std(args[0])))
 
     hooks = [
         m.register_forward_pre_hook(record)
