@@ -29,6 +29,7 @@ CREATE_PATHS = {
     "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
     "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
     "PyTorchJob": "/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
 }
 
 
@@ -57,6 +58,7 @@ class Kube:
         # queue of the shared executor: during a burst of new jobs, first pods come first.
         self._fast = ThreadPoolExecutor(FAST_LANE_THREADS, thread_name_prefix="denas-api-fast")
         self._pvcs: dict[tuple[str, str], tuple[float, bool]] = {}
+        self._queues: dict[tuple[str, str], tuple[float, bool | None]] = {}
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, _request_timeout=API_TIMEOUT_S, **kwargs)
@@ -105,6 +107,8 @@ class Kube:
         except ApiException as exc:
             if exc.status == 409:
                 return
+            if exc.status == 404 and kind == "NetworkPolicy":
+                return  # an API server without networking.k8s.io/v1: nothing to enforce it either
             if exc.status == 403:
                 account = (obj.get("spec") or {}).get("serviceAccountName")
                 if kind == "Pod" and account and "service account" in str(exc.body or ""):
@@ -210,6 +214,25 @@ class Kube:
                 raise
             missing = True
         self._pvcs[(namespace, claim)] = (now, missing)
+        return missing
+
+    async def localqueue_missing(self, namespace: str, queue: str) -> bool | None:
+        """Whether Kueue's LocalQueue `queue` is absent (404, also when Kueue is not installed);
+        None when the operator may not look (403) or the API failed. Cached 10 s."""
+        now = time.monotonic()
+        cached = self._queues.get((namespace, queue))
+        if cached and now - cached[0] < 10:
+            return cached[1]
+        try:
+            await asyncio.to_thread(
+                self._request,
+                "GET",
+                f"/apis/kueue.x-k8s.io/v1beta1/namespaces/{namespace}/localqueues/{queue}",
+            )
+            missing: bool | None = False
+        except ApiException as exc:
+            missing = True if exc.status == 404 else None
+        self._queues[(namespace, queue)] = (now, missing)
         return missing
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:

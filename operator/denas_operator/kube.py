@@ -21,7 +21,9 @@ from denas import status as S
 from . import metrics as M
 from . import names as n
 from .api import Forbidden, Kube, MissingServiceAccount
+from .events import EventRecorder
 from .reconcile import BLOCKED, Decision, Observed, decide
+from .scheduling import is_gated, queue_name
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ RESULT_REREAD_S = 1.0
 BURST_DEFER_S = 2.0  # children's reconciles wait at most this long for new jobs' first ones
 STATUS_TRUST_S = 10.0  # how long the status just written is trusted over the job body
 # The pods' per-job RBAC: created once per job incarnation (409 = exists), not watched.
-WORKER_RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding"}
+WORKER_RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "NetworkPolicy"}
 
 
 def merge_patch(old: Any, new: Any) -> Any:
@@ -72,6 +74,7 @@ class Reconciler:
     def __init__(self, kube: Kube, job_metrics: M.JobMetrics) -> None:
         self.kube = kube
         self.metrics = job_metrics
+        self.events = EventRecorder(kube)
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.pods: Any = {}
         self.configmaps: Any = {}
@@ -101,6 +104,7 @@ class Reconciler:
         if uid:
             self._statuses.pop(uid, None)
             self._worker_rbac.discard(uid)
+            self.events.forget(uid)
         self.metrics.forget(namespace, name)
 
     def trigger_soon(self, namespace: str, name: str, delay: float = 0.0) -> None:
@@ -258,6 +262,9 @@ class Reconciler:
         claim = storage.get("claimName")
         if claim and isinstance(claim, str):
             obs.pvc_missing = await self.kube.pvc_missing(ns, claim)
+        queue = queue_name(meta.get("labels"), spec)
+        if queue and any(is_gated(p) for p in obs.pods):
+            obs.kueue_queue_missing = await self.kube.localqueue_missing(ns, queue)
         training = spec.get("training") if isinstance(spec.get("training"), dict) else {}
         if training.get("backend") == "kubeflow":
             obs.kubeflow_installed = await self.kube.kubeflow_installed()
@@ -318,6 +325,7 @@ class Reconciler:
                     return
                 raise
             self._statuses[uid] = (time.monotonic(), new_status)
+            await self.events.record(meta, old_status, new_status)
         self.metrics.observe(ns, name, new_status, is_new=not old_status.get("startTime") and bool(patch))
         if decision.delete_job:
             log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", ns, name)

@@ -9,6 +9,7 @@ import yaml
 
 from . import names as n
 from .pods import JobRef, child_metadata, stable_hash, training_command
+from .scheduling import KUEUE_QUEUE_LABEL, decorate_service_account, strip_kueue
 
 
 def job_manifest(job: JobRef, *, copy_spec: bool = True) -> dict[str, Any]:
@@ -48,7 +49,10 @@ def build_worker_rbac(job: JobRef) -> list[dict[str, Any]]:
     name = n.worker_account(job.name)
     role = n.ROLE_WORKER_RBAC
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": child_metadata(job, name, role)},
+        decorate_service_account(
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": child_metadata(job, name, role)},
+            job.spec,
+        ),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
@@ -92,7 +96,7 @@ def build_headless_service(job: JobRef, group: str) -> dict[str, Any]:
     }
 
 
-def build_pytorchjob(job: JobRef, training_pods: list[dict[str, Any]]) -> dict[str, Any]:
+def build_pytorchjob(job: JobRef, training_pods: list[dict[str, Any]], queue: str = "") -> dict[str, Any]:
     """`training.backend: kubeflow`: the same pod templates as a kubeflow.org/v1 PyTorchJob."""
     training = job.spec.get("training") or {}
     replica_specs: dict[str, Any] = {}
@@ -112,10 +116,17 @@ def build_pytorchjob(job: JobRef, training_pods: list[dict[str, Any]]) -> dict[s
             e for e in container["env"] if e["name"] not in drop and not e["name"].startswith("PET_")
         ]
         labels = {k: v for k, v in template["metadata"]["labels"].items() if k != n.LABEL_RANK}
+        # The user's pod-template annotations, not the operator's per-pod hash.
+        annotations = {
+            k: v
+            for k, v in template["metadata"].get("annotations", {}).items()
+            if k != n.ANNOTATION_TEMPLATE_HASH
+        }
+        meta: dict[str, Any] = {"labels": labels, **({"annotations": annotations} if annotations else {})}
         replica_specs[role] = {
             "replicas": len(pods),
             "restartPolicy": "OnFailure",
-            "template": {"metadata": {"labels": labels}, "spec": spec},
+            "template": strip_kueue({"metadata": meta, "spec": spec}),
         }
     run_policy: dict[str, Any] = {
         "backoffLimit": int(training.get("backoffLimit", 3)),
@@ -123,10 +134,13 @@ def build_pytorchjob(job: JobRef, training_pods: list[dict[str, Any]]) -> dict[s
     }
     if training.get("activeDeadlineSeconds"):
         run_policy["activeDeadlineSeconds"] = int(training["activeDeadlineSeconds"])
+    metadata = child_metadata(job, n.pytorchjob(job.name), "train")
+    if queue:  # Kueue's kubeflow integration admits (and suspends) the PyTorchJob as a whole
+        metadata["labels"][KUEUE_QUEUE_LABEL] = queue
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
-        "metadata": child_metadata(job, n.pytorchjob(job.name), "train"),
+        "metadata": metadata,
         "spec": {
             "nprocPerNode": str(training.get("nprocPerNode", 1)),
             "runPolicy": run_policy,

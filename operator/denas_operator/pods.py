@@ -19,6 +19,7 @@ from denas.job import openapi_schema
 from denas.train.envvars import master_address, torchrun_command, torchrun_env
 
 from . import names as n
+from .scheduling import decorate_pod, queue_name
 
 # Workers must not race the master's DNS record: an init container waits until it resolves.
 WAIT_FOR_MASTER = """\
@@ -47,11 +48,13 @@ class JobRef:
     namespace: str
     uid: str
     spec: dict[str, Any]
+    queue: str = ""  # Kueue LocalQueue (label kueue.x-k8s.io/queue-name), "" when not queued
 
     @classmethod
     def from_body(cls, body: dict[str, Any], spec: dict[str, Any]) -> JobRef:
         meta = body.get("metadata", {})
-        return cls(meta["name"], meta.get("namespace") or "default", meta.get("uid", ""), spec)
+        queue = queue_name(meta.get("labels"), spec)
+        return cls(meta["name"], meta.get("namespace") or "default", meta.get("uid", ""), spec, queue)
 
 
 @functools.cache
@@ -243,7 +246,8 @@ def _pod(
     spec = {k: v for k, v in spec.items() if v is not None}
     metadata = child_metadata(job, name, role, {"denas.io/group": group, n.LABEL_RANK: str(rank)})
     metadata["annotations"] = {n.ANNOTATION_TEMPLATE_HASH: stable_hash(spec)}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+    # After the hash: template metadata and pull secrets change nothing a running process sees.
+    return decorate_pod({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}, job.spec)
 
 
 def _container(

@@ -30,6 +30,7 @@ from denas.job import validate_manifest, validate_name
 
 from . import names as n
 from .groups import GroupOutcome, reconcile_group
+from .network import desired_network_policy
 from .objects import (
     build_headless_service,
     build_pytorchjob,
@@ -40,6 +41,7 @@ from .objects import (
 )
 from .pods import JobRef, build_search_pods, build_training_pods, search_dir, train_dir
 from .podstate import pod_state
+from .scheduling import kueue_conditions, kueue_pod_group
 
 BLOCKED = "Blocked"
 MAX_STATUS_STRUCTURE_BYTES = 256 * 1024
@@ -56,7 +58,8 @@ class Observed:
     pvc_missing: bool = False
     kubeflow_installed: bool | None = None
     pytorchjob: dict[str, Any] | None = None
-    worker_rbac: bool = False  # the per-job ServiceAccount/Role/RoleBinding exist
+    worker_rbac: bool = False  # the per-job ServiceAccount/Role/RoleBinding (NetworkPolicy) exist
+    kueue_queue_missing: bool | None = None  # the job's Kueue LocalQueue is absent (None: unknown)
 
 
 @dataclass
@@ -220,6 +223,8 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
         st.cond(S.SUSPENDED, False, "Resumed", "resumed from the last checkpoint")
     if not spec.get("serviceAccountName") and not obs.worker_rbac:
         d.create += build_worker_rbac(job)  # before any pod: pods name this account
+    if not obs.worker_rbac and (policy := desired_network_policy(job)):
+        d.create.append(policy)  # created once per job and operator run, like the worker RBAC
 
     claim = (spec.get("storage") or {}).get("claimName")
     if obs.pvc_missing:
@@ -243,6 +248,8 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
         _search_stage(job, st, obs, d, current_dir, now)
     else:
         _training_stage(job, st, obs, d, now)
+    before = (body.get("status") or {}).get("conditions") or []
+    kueue_conditions(st, job.queue, obs.pods, job.namespace, obs.kueue_queue_missing, before)
     d.status = st.finish()
     return d
 
@@ -314,11 +321,12 @@ def _search_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, out_dir:
     d.delete_pods += others
     backoff = int(job.spec["training"].get("backoffLimit", 3))
     rank0 = n.search_pod(job.name, 0)
+    restarts = int(search.get("restarts", 0))
     outcome = reconcile_group(
-        build_search_pods(job),
+        kueue_pod_group(build_search_pods(job), job.queue, job.name, job.uid, "search", restarts),
         pods,
         lambda s: s.get(rank0) == "succeeded",
-        int(search.get("restarts", 0)),
+        restarts,
         backoff,
     )
     search["restarts"] = outcome.restarts
@@ -413,11 +421,12 @@ def _training_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, now: d
         _kubeflow_training(job, st, obs, d)
         return
     _ensure_service(job, "train", obs, d)
+    restarts = int(training.get("restarts", 0))
     outcome = reconcile_group(
-        build_training_pods(job),
+        kueue_pod_group(build_training_pods(job), job.queue, job.name, job.uid, "train", restarts),
         train_pods,
         lambda s: all(v == "succeeded" for v in s.values()),
-        int(training.get("restarts", 0)),
+        restarts,
         int(spec_training.get("backoffLimit", 3)),
     )
     training.update(
@@ -466,7 +475,7 @@ def _kubeflow_training(job: JobRef, st: _Status, obs: Observed, d: Decision) -> 
         return
     st.unset(BLOCKED, "Progressing")
     if obs.pytorchjob is None:
-        d.create.append(build_pytorchjob(job, build_training_pods(job)))
+        d.create.append(build_pytorchjob(job, build_training_pods(job), job.queue))
         st.cond(S.TRAINING_RUNNING, True, "PyTorchJobCreated", f"created PyTorchJob {n.pytorchjob(job.name)}")
         return
     conditions = (obs.pytorchjob.get("status") or {}).get("conditions") or []

@@ -101,10 +101,18 @@ deploy/base/rbac/clusterrole.yaml (tests/test_chart_render.py compares them).
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
   verbs: [get, create]
-# kopf reports handler outcomes as Events on the DeNASJob.
+# Lifecycle Events on the DeNASJob (operator events.py) and kopf's own.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# The per-job NetworkPolicy <job>-pods (rendezvous ports only from the same job's pods).
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [create]
+# Kueue: a missing LocalQueue becomes Blocked=KueueQueueNotFound instead of a silent wait.
+- apiGroups: [kueue.x-k8s.io]
+  resources: [localqueues]
+  verbs: [get]
 # spec.storage.claimName must exist before pods mount it (condition PersistentVolumeClaimNotFound).
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
