@@ -111,6 +111,7 @@ class DenasEmulator(kmock.KubernetesEmulator):
         self.register("rbac.authorization.k8s.io/v1/roles", "Role", True, set())
         self.register("rbac.authorization.k8s.io/v1/rolebindings", "RoleBinding", True, set())
         self.register("kopf.dev/v1/kopfpeerings", "KopfPeering", True, set())
+        self.register("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", True, set())
         self.register("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", False, set())
 
     def register(self, key: str, kind: str, namespaced: bool, subresources: set, **extra: Any) -> None:

@@ -99,6 +99,7 @@ class Kubelet:
         self.poll_s = poll_s
         self.extra_env = extra_env or {}
         self.pods: dict[str, RunningPod] = {}  # by uid
+        self._gated: set[str] = set()  # uids reported SchedulingGated
         self.ports: dict[tuple, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="test-kubelet", daemon=True)
@@ -171,6 +172,9 @@ class Kubelet:
             if pod.metadata.deletion_timestamp:
                 continue
             if uid not in self.pods and (pod.status is None or pod.status.phase in (None, "Pending")):
+                if pod.spec.scheduling_gates:  # the scheduler leaves gated pods alone (e.g. Kueue's)
+                    self._report_gated(pod)
+                    continue
                 self._admit(pod, listed)
         for uid, running in list(self.pods.items()):
             if uid not in seen and not running.done:
@@ -186,6 +190,22 @@ class Kubelet:
         except ApiException as exc:
             if exc.status not in (404, 409):
                 log.warning("kubelet could not patch %s: %s", pod.name, exc.reason)
+
+    def _report_gated(self, pod: Any) -> None:
+        """What kube-scheduler reports for a pod with scheduling gates, once per pod."""
+        meta = pod.metadata
+        if meta.uid in self._gated:
+            return
+        self._gated.add(meta.uid)
+        cond = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "SchedulingGated",
+            "message": "Scheduling is blocked due to non-empty scheduling gates",
+        }
+        self._patch_status(
+            RunningPod(meta.namespace, meta.name, meta.uid, self.workdir), {"conditions": [cond]}
+        )
 
     def _admit(self, pod: Any, listed: list[Any]) -> None:
         meta, spec = pod.metadata, pod.spec
