@@ -85,7 +85,16 @@ SCENARIOS: dict[str, dict] = {
         "podLabels": {"team": "ml"},
         "metrics": {"port": 9090, "service": {"type": "ClusterIP", "annotations": {"a": "b"}}},
         "health": {"port": 9091},
-        "worker": {"image": "registry.example.com/denas/worker:0.1.0-rc1"},
+        "worker": {
+            "image": "registry.example.com/denas/worker:0.1.0-rc1",
+            "imagePullSecrets": [{"name": "corp-mirror"}, {"name": "regcred"}],
+        },
+        # Helm merges maps: null drops the default's key.
+        "networkPolicy": {
+            "metricsNamespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": None, "team": "observability"}
+            }
+        },
         "verbose": True,
         "extraArgs": ["--priority=10"],
         "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
@@ -372,3 +381,47 @@ def test_notes_tell_how_to_upgrade_the_crds(chart):
     assert "kubectl apply --server-side -f deploy/crds/" in notes
     ns_notes = chart.render(copy.deepcopy(SCENARIOS["namespaced"]), name=RELEASE, namespace=NAMESPACE)
     assert "team-a, team-b" in ns_notes["denas-operator/templates/NOTES.txt"]
+
+
+# ----- NetworkPolicy and pull secrets ------------------------------------------------------------
+
+
+def test_network_policy_for_the_operator_admits_metrics_only_from_monitoring(rendered):
+    objects = rendered["default"]
+    policy = one(objects, "NetworkPolicy")
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector and all(pod_labels.get(k) == v for k, v in selector.items())
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    env = _env(objects)
+    assert env["DENAS_NETWORK_POLICY"] == "true"
+    assert (
+        json.loads(env["DENAS_NETWORK_POLICY_METRICS_NAMESPACE_SELECTOR"])
+        == rule["from"][0]["namespaceSelector"]
+    )
+    custom = rendered["everything-set"]
+    assert json.loads(_env(custom)["DENAS_NETWORK_POLICY_METRICS_NAMESPACE_SELECTOR"]) == {
+        "matchLabels": {"team": "observability"}
+    }
+    assert_valid([policy])
+
+
+def test_network_policy_off_renders_none_and_tells_the_operator(chart):
+    objects = render(chart, {"networkPolicy": {"enabled": False}})
+    assert by_kind(objects, "NetworkPolicy") == []
+    assert _env(objects)["DENAS_NETWORK_POLICY"] == "false"
+
+
+def test_network_policy_rbac_lets_the_operator_create_the_jobs_policies(rendered):
+    role = one(rendered["default"], "ClusterRole", f"{RELEASE}")
+    assert "create" in rules_by_resource(role["rules"])["networking.k8s.io/networkpolicies"]
+
+
+def test_pull_secrets_default_reaches_the_operator_env(rendered):
+    assert _env(rendered["everything-set"])["DENAS_DEFAULT_IMAGE_PULL_SECRETS"] == "corp-mirror,regcred"
+    assert "DENAS_DEFAULT_IMAGE_PULL_SECRETS" not in _env(rendered["default"])

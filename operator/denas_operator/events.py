@@ -183,7 +183,7 @@ class EventRecorder:
     def __init__(self, kube: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.limiter = RateLimiter(clock)
-        self.instance = os.environ.get("POD_NAME") or socket.gethostname()
+        self.instance = os.environ.get("POD_ID") or socket.gethostname()
         self._forbidden_logged = False
 
     async def record(self, meta: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> list[Event]:

@@ -141,3 +141,8 @@ deploy/base/rbac/clusterrole.yaml (tests/test_chart_render.py compares them).
   resources: [namespaces]
   verbs: [get, list, watch]
 {{- end }}
+
+{{/* "true" when NetworkPolicies are wanted and the cluster serves them. */}}
+{{- define "denas-operator.networkPolicy" -}}
+{{- if and .Values.networkPolicy.enabled (.Capabilities.APIVersions.Has "networking.k8s.io/v1") }}true{{ end }}
+{{- end }}
