@@ -98,6 +98,21 @@ def test_pull_secrets_absent_by_default_and_operator_default_change_keeps_the_te
     assert after["metadata"]["annotations"][key] == before["metadata"]["annotations"][key]
 
 
+def test_pull_secrets_are_the_fix_an_image_pull_blocker_names():
+    from denas_operator.podstate import pod_blocker
+
+    waiting = {"reason": "ErrImagePull", "message": "pull access denied, authorization failed"}
+    pod = {
+        "metadata": {"name": "j-search-0"},
+        "status": {
+            "containerStatuses": [{"name": "denas", "image": "reg/x:1", "state": {"waiting": waiting}}]
+        },
+    }
+    reason, message = pod_blocker(pod)
+    assert reason == "ImagePullBackOff" and "authorization failed" in message  # the kubelet's own words
+    assert "spec.imagePullSecrets" in message and "job's namespace" in message
+
+
 def test_pull_secrets_field_is_validated_by_the_crd_schema():
     from denas.job import validate_manifest
 

@@ -54,7 +54,8 @@ def pod_blocker(pod: dict[str, Any]) -> tuple[str, str] | None:
             return (
                 "ImagePullBackOff",
                 f"pod {name}: image {cs.get('image', '?')} cannot be pulled ({reason}: {waiting.get('message', '')}). "
-                "Check spec.image and the registry credentials (imagePullSecrets of the pods' ServiceAccount).",
+                "Check spec.image and the registry credentials: spec.imagePullSecrets (each Secret must "
+                "exist in the job's namespace) or the operator's default worker.imagePullSecrets.",
             )
         if reason in CONFIG_ERRORS:
             return (
