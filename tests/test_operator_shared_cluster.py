@@ -360,5 +360,43 @@ def test_events_recorder_never_fails_a_reconcile(status):
 
     rec = E.EventRecorder(Refusing())
     new = _status(("Failed", "True", "X", "boom"))
-    written = asyncio.run(rec.record({"name": "j", "namespace": "ns", "uid": "u"}, _status(), new))
-    assert [e.reason for e in written] == ["Failed"]
+
+    async def run():
+        written = await rec.record({"name": "j", "namespace": "ns", "uid": "u"}, _status(), new)
+        await rec.flush()
+        return written
+
+    assert [e.reason for e in asyncio.run(run())] == ["Failed"]
+
+
+def test_events_are_written_in_order_without_holding_up_the_reconcile():
+    import asyncio
+    import threading
+
+    release, posted = threading.Event(), []
+
+    class Slow:
+        def _request(self, method, path, body):
+            release.wait(5)
+            posted.append((path, body["reason"], body["involvedObject"]["name"]))
+
+    rec = E.EventRecorder(Slow())
+    steps = [
+        _status(("SearchRunning", "True", "PodsRunning", "")),
+        _status(
+            ("SearchSucceeded", "True", "ResultReady", ""), ("TrainingRunning", "True", "PodsPending", "")
+        ),
+        _status(("Succeeded", "True", "Completed", "")),
+    ]
+
+    async def run():
+        meta = {"name": "j", "namespace": "ns", "uid": "u"}
+        for old, new in zip([_status(), *steps], steps):
+            await rec.record(meta, old, new)  # returns at once although the API is slow
+        assert posted == []
+        release.set()
+        await rec.flush()
+
+    asyncio.run(run())
+    assert [r for _, r, _ in posted] == ["SearchStarted", "SearchSucceeded", "TrainingStarted", "Succeeded"]
+    assert {p for p, _, _ in posted} == {"/api/v1/namespaces/ns/events"}

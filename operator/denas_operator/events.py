@@ -178,24 +178,54 @@ def build_event(meta: dict[str, Any], event: Event, now: datetime, instance: str
 
 
 class EventRecorder:
-    """Writes a job's lifecycle Events through the operator's API client; never raises."""
+    """Writes a job's lifecycle Events through the operator's API client; never raises.
+
+    `record` decides and rate-limits at once, then queues: one background task writes the queue
+    in order (so a job's Events keep their order), and a reconcile never waits for an Event
+    (during a burst of new jobs they would delay the next jobs' first pods). The queue is bounded:
+    with the API server down, Events beyond MAX_PENDING are dropped (and counted), not hoarded."""
+
+    MAX_PENDING = 1000
 
     def __init__(self, kube: Any, clock: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.limiter = RateLimiter(clock)
         self.instance = os.environ.get("POD_ID") or socket.gethostname()
         self._forbidden_logged = False
+        self._queue: asyncio.Queue[tuple[dict[str, Any], Event]] | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     async def record(self, meta: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
-        """Emit the Events of this transition that the rate limits allow; returns them."""
-        written = []
+        """Queue the Events of this transition that the rate limits allow; returns them."""
+        accepted = []
+        ref = {k: meta.get(k) for k in ("name", "namespace", "uid")}
         for event in lifecycle_events(old, new):
             if not self.limiter.allow(meta.get("uid", ""), event.reason):
                 DROPPED.labels(reason=event.reason).inc()
                 continue
-            await self._post(meta, event)
-            written.append(event)
-        return written
+            if self._writer is None or self._writer.done():
+                self._queue = asyncio.Queue(self.MAX_PENDING)
+                self._writer = asyncio.get_running_loop().create_task(self._write_all(self._queue))
+            try:
+                self._queue.put_nowait((ref, event))  # type: ignore[union-attr]
+            except asyncio.QueueFull:
+                DROPPED.labels(reason=event.reason).inc()
+                continue
+            accepted.append(event)
+        return accepted
+
+    async def flush(self) -> None:
+        """Wait until every queued Event was written (tests)."""
+        if self._queue is not None and self._writer is not None and not self._writer.done():
+            await self._queue.join()
+
+    async def _write_all(self, queue: asyncio.Queue[tuple[dict[str, Any], Event]]) -> None:
+        while True:
+            ref, event = await queue.get()
+            try:
+                await self._post(ref, event)
+            finally:
+                queue.task_done()
 
     async def _post(self, meta: dict[str, Any], event: Event) -> None:
         ns = meta.get("namespace") or "default"
