@@ -194,6 +194,9 @@ def test_kueue_gated_pods_make_the_job_queued_and_a_missing_queue_blocked():
     # Stable: the next reconcile writes nothing new (no status churn, no repeated Events).
     later = decide({**body, "status": blocked.status}, missing, NOW.replace(minute=5))
     assert later.status["conditions"] == blocked.status["conditions"]
+    # Suspended while queued: the pods go, so nothing waits for admission any more.
+    paused = decide({**body, "spec": {**body["spec"], "suspend": True}, "status": queued.status}, obs, NOW)
+    assert {c["type"]: c["status"] for c in paused.status["conditions"]}["Queued"] == "False"
     # Admitted (the gate is gone, the pods run): Queued=False, Blocked cleared.
     running = [dict(p, status={"phase": "Running"}) for p in pods]
     admitted = decide(

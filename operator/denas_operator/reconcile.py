@@ -217,6 +217,7 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
         st.cond(S.SUSPENDED, True, "Suspended", "pods deleted, state kept; set spec.suspend: false to resume")
         st.unset(S.SEARCH_RUNNING, "Suspended")
         st.unset(S.TRAINING_RUNNING, "Suspended")
+        st.unset("Queued", "Suspended")  # Kueue: no pods, nothing waits for admission
         d.status = st.finish()
         return d
     if st.is_true(S.SUSPENDED):
