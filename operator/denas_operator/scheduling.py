@@ -34,8 +34,12 @@ DEFAULT_PULL_SECRETS_ENV = "DENAS_DEFAULT_IMAGE_PULL_SECRETS"
 
 def queue_name(labels: dict[str, Any] | None, spec: dict[str, Any]) -> str:
     """The Kueue LocalQueue of a job: its own label first, then the pod template's."""
-    template = ((spec.get("podTemplate") or {}).get("metadata") or {}).get("labels") or {}
-    value = (labels or {}).get(KUEUE_QUEUE_LABEL) or template.get(KUEUE_QUEUE_LABEL) or ""
+    # Also called on specs not validated yet (the operator observes before it decides): any shape.
+    template: Any = spec.get("podTemplate") if isinstance(spec, dict) else None
+    for key in ("metadata", "labels"):
+        template = template.get(key) if isinstance(template, dict) else None
+    own = labels.get(KUEUE_QUEUE_LABEL) if isinstance(labels, dict) else None
+    value = own or (template.get(KUEUE_QUEUE_LABEL) if isinstance(template, dict) else None) or ""
     return value if isinstance(value, str) else ""
 
 

@@ -62,4 +62,11 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("suspend-string", _with(suspend="yes"), "spec.suspend"),
     ("ttl-negative", _with(ttlSecondsAfterFinished=-5), "spec.ttlSecondsAfterFinished"),
     ("search-not-object", _with(search=[1, 2]), "spec.search"),
+    ("pod-template-string", _with(podTemplate="labels"), "spec.podTemplate"),
+    (
+        "pod-template-labels-list",
+        _with(podTemplate={"metadata": {"labels": ["a"]}}),
+        "spec.podTemplate.metadata.labels",
+    ),
+    ("pull-secrets-string", _with(imagePullSecrets="regcred"), "spec.imagePullSecrets"),
 ]
