@@ -211,7 +211,8 @@ class LocalRun:
             st.SEARCH_SUCCEEDED,
             True,
             "SearchSucceeded",
-            f"{len(result.get('best', []))} best structures; best fitness {best}",
+            f"{len(result.get('best', []))} best structures; best fitness "
+            + ("-" if best is None else f"{best:.4f}"),
         )
         return result
 

@@ -106,6 +106,7 @@ def make_plots(out: Path) -> list[Path]:
                 fontsize=7,
                 color="0.35",
             )
+        ax.margins(x=0.08, y=0.15)
         ax.set_xlabel("candidates scored (count)")
         ax.set_ylabel("best fitness (DE-Score, unitless; higher is better)")
         ax.set_title("Search progress")
@@ -120,7 +121,7 @@ def make_plots(out: Path) -> list[Path]:
     ]
     best = [b for b in result.get("best", []) if b.get("latency_ms") is not None]
     if candidates or best:
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        fig, ax = plt.subplots(figsize=(6.4, 5))
         feasible = [c for c in candidates if c.get("feasible", True)]
         infeasible = [c for c in candidates if not c.get("feasible", True)]
         if feasible:
@@ -179,17 +180,32 @@ def make_plots(out: Path) -> list[Path]:
                 zorder=4,
                 label="winner",
             )
-        ax.set_xlabel("measured latency, batch of 1 (ms)")
+        limit = (
+            (_read_json(out / ".denas-run.json").get("spec") or {}).get("constraints", {}).get("maxLatencyMs")
+        )
+        if limit:
+            ax.axvline(limit, color="C3", ls="--", lw=1, label=f"latency limit ({limit:g} ms)")
+        latencies = [c["latency_ms"] for c in candidates] + [b["latency_ms"] for b in best]
+        if min(latencies) > 0 and max(latencies) / min(latencies) > 8:
+            ax.set_xscale("log")  # a few slow outliers would squeeze every other point into one corner
+            from matplotlib.ticker import FuncFormatter, LogLocator
+
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.set_xlabel(
+            "measured latency, batch of 1 (ms" + (", log scale)" if ax.get_xscale() == "log" else ")")
+        )
         ax.set_ylabel("DE-Score (unitless; higher is better)")
         ax.set_title("Score against latency")
-        ax.legend(loc="best", fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
         ax.grid(alpha=0.3)
         made.append(_save(fig, plots / "pareto.png"))
 
     records, resumed_from = training_history(out)
     if records:
         epochs = [int(r["epoch"]) for r in records]
-        fig, ax = plt.subplots(figsize=(6.4, 4))
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
         handles = []
         if any(r.get("loss") is not None for r in records):
             handles += ax.plot(
@@ -229,7 +245,14 @@ def make_plots(out: Path) -> list[Path]:
             )
         ax.set_xticks(epochs)
         ax.set_title("Training curve")
-        ax.legend(handles=handles, loc="center right", fontsize=8)
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.16),
+            ncol=2,
+            fontsize=8,
+            frameon=False,
+        )
         ax.grid(alpha=0.3)
         made.append(_save(fig, plots / "training_curve.png"))
     return made

@@ -205,11 +205,12 @@ def write_html(out: Path, job_name: str, plots: list[Path], trained_rank: int = 
     """report.html: failure first, then the job summary, the top-K, the plots (inlined) and details."""
     status = _read_json(out / "status.json")
     rows = summary_rows(status, trained_rank)
+    headers = [h for h in HEADERS if h != "fitness" or any(r["fitness"] is not None for r in rows)]
     table = "".join(
         "<tr>"
         + "".join(
             f'<td class="{"num" if h not in ("hash", "trained") else ""}">{_e(_fmt(h, r[h]))}</td>'
-            for h in HEADERS
+            for h in headers
         )
         + "</tr>"
         for r in rows
@@ -232,7 +233,7 @@ def write_html(out: Path, job_name: str, plots: list[Path], trained_rank: int = 
         '<p class="note">Ranked by the search\'s fitness (the DE-Score, minus any latency penalty); '
         "params and FLOPs are counted analytically, latency is measured on this machine.</p>"
         '<div class="scroll"><table id="best"><thead><tr>'
-        + "".join(f"<th>{LABELS[h]}</th>" for h in HEADERS)
+        + "".join(f"<th>{LABELS[h]}</th>" for h in headers)
         + f"</tr></thead><tbody>{table}</tbody></table></div></section>"
         if rows
         else ""
@@ -274,7 +275,8 @@ code {{ overflow-wrap: anywhere; }}
 {_summary_html(status, out, trained_rank)}
 {top_k}
 <section><h2>Plots</h2><div id="plots">{figures or '<p class="note">No plots: no stage recorded data.</p>'}</div></section>
-<section><h2>Winning structure</h2><pre>{_e(json.dumps(best, indent=2))}</pre></section>
+<section><h2>Winning structure</h2><details><summary>the structure as JSON (what `denas train` builds)</summary>
+<pre>{_e(json.dumps(best, indent=2))}</pre></details></section>
 <section><h2>Conditions</h2><div class="scroll"><table><thead><tr><th>type</th><th>status</th><th>reason</th>
 <th>message</th></tr></thead><tbody>{conditions}</tbody></table></div></section>
 <script>
