@@ -6,13 +6,15 @@ over loopback, rank 0 runs the strategy) write `search/result.json`; then `train
 skipped when its output already exists, and each step resumes from its own checkpoints, so
 interrupting `denas run` and running it again continues where it stopped.
 
-Layout of the output directory::
+Layout of the output directory (see `denas.local.rundir` for who may delete what)::
 
-    DIR/status.json        the status the operator would write into the CR
+    DIR/.denas-run.json    the marker: this job's name, spec and stage fingerprints
+    DIR/status.json        the status the operator would write into the CR, plus `stages`
+                           (start, completion and wall seconds of the search and the training)
     DIR/result.json        the search's result (best structures, Pareto front)
     DIR/search/            search checkpoints, history.jsonl, plots
     DIR/train/             training checkpoints, metrics.json, model.pt, history
-    DIR/logs/              one log per process
+    DIR/logs/              one log per process; failure.json when a stage failed
     DIR/report.html        one self-contained page with every plot
 """
 
