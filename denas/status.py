@@ -29,6 +29,11 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def now_from(timestamp: float) -> str:
+    """A `time.time()` value in the status' timestamp format."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def set_condition(
     conditions: Sequence[Mapping[str, Any]],
     type_: str,
@@ -94,6 +99,7 @@ def best_structures(result: Mapping[str, Any], top_k: int) -> list[dict[str, Any
             "flops": entry.get("flops"),
             "latencyMs": entry.get("latency_ms"),
             "deScore": scores.get("de_score"),
+            "fitness": entry.get("fitness"),  # the search's objective: DE-Score minus any latency term
             "scores": {k: v for k, v in scores.items() if isinstance(v, int | float)},
         }
         out.append({k: v for k, v in item.items() if v is not None})

@@ -85,12 +85,13 @@ def test_report_has_plots_and_an_html_page_that_shows_them(finished_run: Path):
 
 
 @pytest.mark.slow
-def test_report_opens_in_headless_chromium_with_every_plot_decoded(finished_run: Path, tmp_path: Path):
+@pytest.mark.parametrize(("width", "height"), [(1280, 1800), (390, 2400)], ids=["desktop", "phone"])
+def test_report_reads_well_in_headless_chromium(finished_run: Path, tmp_path: Path, width: int, height: int):
     assert shutil.which("chromium"), "Debian's chromium is missing: run scripts/bootstrap.sh --test"
     flags = [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},{height}",
     ]  # fmt: skip
     url = (finished_run / "report.html").resolve().as_uri()
     dom = subprocess.run(
@@ -99,16 +100,24 @@ def test_report_opens_in_headless_chromium_with_every_plot_decoded(finished_run:
     )  # fmt: skip
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'data-images-loaded="3"' in dom.stdout and 'data-images="3"' in dom.stdout
+    # nothing sticks out of the page at this width (tables and code scroll inside their own box)
+    assert 'data-overflowing="0"' in dom.stdout, dom.stdout[dom.stdout.index("<body") :][:300]
+    # the summary comes first, then the top-K table, then the plots
+    body = dom.stdout[dom.stdout.index("<body") :]
+    assert body.index('id="summary"') < body.index('id="top"') < body.index('id="plots"')
+    for words in ("Searched", "Hardware", "Time per stage", "Winner", "params", "FLOPs"):
+        assert words in body[: body.index('id="top"')], words
     shot = tmp_path / "report.png"
     subprocess.run(
-        ["chromium", *flags, "--window-size=1280,1800", f"--screenshot={shot}", url],
-        capture_output=True, timeout=120, check=True,
+        ["chromium", *flags, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True
     )  # fmt: skip
-    from PIL import Image
+    from PIL import Image, ImageStat
 
-    pixels = Image.open(shot).convert("RGB").getdata()
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (width, height)
+    assert max(ImageStat.Stat(image.convert("L")).stddev) > 20  # not a blank page
     # matplotlib's default blue (C0) lines and markers are on screen: the plots rendered
-    blue = sum(1 for r, g, b in pixels if b > 150 and r < 80 and 90 < g < 150)
+    blue = sum(1 for r, g, b in image.get_flattened_data() if b > 150 and r < 80 and 90 < g < 150)
     assert blue > 200
 
 

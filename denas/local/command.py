@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fresh",
         action="store_true",
-        help="discard a previous run in --out instead of resuming it",
+        help="discard the previous run in --out (only the files DeNAS wrote there) instead of resuming it",
     )
     parser.add_argument(
         "--progress",
@@ -67,6 +66,7 @@ class _Bars:
 def run(args: argparse.Namespace) -> int:
     from denas.local.executor import LocalRun, StepFailed
     from denas.local.report import make_plots, summary_table, write_html
+    from denas.local.rundir import RunDirError, prepare
 
     try:
         job = load_checked_job(args.job)
@@ -75,9 +75,36 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out: Path = args.out or Path("runs") / job.name
     trained_rank = job.spec["training"]["structureRank"]
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
-    resumed = (out / "status.json").exists()
+    try:
+        rundir = prepare(out, job, fresh=args.fresh)
+    except RunDirError as exc:
+        print(f"denas run: {exc}", file=sys.stderr)
+        return 2
+    resumed = (out / "status.json").exists() and "search" not in rundir.rerun
+    if rundir.kept:
+        print(
+            f"denas run: --fresh removed DeNAS's files in {out} and left {len(rundir.kept)} "
+            f"entries it did not write: {', '.join(rundir.kept[:6])}",
+            file=sys.stderr,
+        )
+    if rundir.done:
+        status = json.loads((out / "status.json").read_text())
+        print(summary_table(status, trained_rank))
+        print(
+            f"\ndenas run: job '{job.name}' already finished in {out} at {status.get('completionTime')} "
+            f"with this spec; nothing to do (add --fresh to run it again).\n"
+            f"{status['phase']}. status: {out / 'status.json'}  report: {out / 'report.html'}",
+            file=sys.stderr,
+        )
+        return 0
+    if rundir.rerun:
+        kept = "" if "search" in rundir.rerun else " (the search result is kept)"
+        print(
+            f"denas run: the spec changed since the run in {out}:\n  "
+            + "\n  ".join(rundir.changes)
+            + f"\nrunning {' and '.join(rundir.rerun)} again{kept}",
+            file=sys.stderr,
+        )
     print(
         f"denas run: job '{job.name}' ({job.domain}) -> {out}" + (" (resuming)" if resumed else ""),
         file=sys.stderr,
@@ -90,16 +117,20 @@ def run(args: argparse.Namespace) -> int:
     except StepFailed as exc:
         bars.close()
         print(f"denas run: FAILED ({exc.reason}): {exc}", file=sys.stderr)
+        if exc.failure is not None and exc.failure.tail:
+            print(f"last lines of logs/{exc.failure.process}.log:", file=sys.stderr)
+            print("  " + "\n  ".join(exc.failure.tail), file=sys.stderr)
         write_html(out, job.name, make_plots(out), trained_rank)
-        print(f"status: {out / 'status.json'}   report: {out / 'report.html'}", file=sys.stderr)
-        return 1
-    bars.close()
-    plots = make_plots(out)
-    report = write_html(out, job.name, plots, trained_rank)
-    print(summary_table(status, trained_rank))
+        status = json.loads((out / "status.json").read_text())
+    else:
+        bars.close()
+        write_html(out, job.name, make_plots(out), trained_rank)
+        print(summary_table(status, trained_rank))
+    # The last line and the exit code come from status.json, so they can never disagree with it.
+    phase = status["phase"]
     print(
-        f"\n{status['phase']} in {time.monotonic() - started:.0f} s. "
-        f"status: {out / 'status.json'}  result: {out / 'result.json'}  report: {report}",
+        f"\n{phase} in {time.monotonic() - started:.0f} s. status: {out / 'status.json'}  "
+        f"result: {out / 'result.json'}  report: {out / 'report.html'}",
         file=sys.stderr,
     )
-    return 0
+    return 0 if phase == "Succeeded" else 1

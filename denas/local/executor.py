@@ -6,13 +6,15 @@ over loopback, rank 0 runs the strategy) write `search/result.json`; then `train
 skipped when its output already exists, and each step resumes from its own checkpoints, so
 interrupting `denas run` and running it again continues where it stopped.
 
-Layout of the output directory::
+Layout of the output directory (see `denas.local.rundir` for who may delete what)::
 
-    DIR/status.json        the status the operator would write into the CR
+    DIR/.denas-run.json    the marker: this job's name, spec and stage fingerprints
+    DIR/status.json        the status the operator would write into the CR, plus `stages`
+                           (start, completion and wall seconds of the search and the training)
     DIR/result.json        the search's result (best structures, Pareto front)
     DIR/search/            search checkpoints, history.jsonl, plots
     DIR/train/             training checkpoints, metrics.json, model.pt, history
-    DIR/logs/              one log per process
+    DIR/logs/              one log per process; failure.json when a stage failed
     DIR/report.html        one self-contained page with every plot
 """
 
@@ -32,15 +34,18 @@ from typing import IO, Any
 
 from denas import status as st
 from denas.job import Job
+from denas.local.failure import Failure, first_failure, read_failure
 
+FAILURE_FILE = "failure.json"  # under logs/: the failed process, its cause and log tail, for the report
 Progress = Callable[[str, dict[str, Any]], None]
 
 
 class StepFailed(RuntimeError):
-    """A search or training process exited non-zero; the message carries its last log lines."""
+    """A search or training process exited non-zero; `failure` names it, its cause and log tail."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, failure: Failure | None = None):
         self.reason = reason
+        self.failure = failure
         super().__init__(message)
 
 
@@ -91,19 +96,53 @@ class LocalRun:
 
     # ----- the job --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        # A rerun starts a new attempt: the previous outcome (e.g. a Failed that the user has
+        # fixed since) must not outlive it, or status.json would hold Failed and Succeeded at once.
+        self.status["conditions"] = [
+            c for c in self.status["conditions"] if c.get("type") not in (st.FAILED, st.SUCCEEDED)
+        ]
+        self.status.pop("completionTime", None)
+        (self.out / "logs" / FAILURE_FILE).unlink(missing_ok=True)
         try:
             result = self.search()
             if self.job.spec["training"]["enabled"]:
                 self.train(result)
         except StepFailed as exc:
+            self._stop_running(exc.reason)
             self.condition(st.FAILED, True, exc.reason, str(exc))
             self.status["completionTime"] = st.now()
+            self.save_status()
+            if exc.failure is not None:
+                record = {"reason": exc.reason, "message": str(exc), **vars(exc.failure)}
+                (self.out / "logs" / FAILURE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+            raise
+        except KeyboardInterrupt:
+            self._stop_running("Interrupted")
             self.save_status()
             raise
         self.condition(st.SUCCEEDED, True, "JobSucceeded", self._success_message())
         self.status["completionTime"] = st.now()
         self.save_status()
         return self.status
+
+    def _stop_running(self, reason: str) -> None:
+        """No Running condition stays True once its processes are gone."""
+        for type_ in (st.SEARCH_RUNNING, st.TRAINING_RUNNING):
+            if st.condition_is_true(self.status["conditions"], type_):
+                self.status["conditions"] = st.set_condition(
+                    self.status["conditions"], type_, False, reason, "", self.status["observedGeneration"]
+                )
+        if self.status.get("training", {}).get("active"):
+            self.status["training"]["active"] = 0
+
+    def _stage_time(self, stage: str, started: float, finished: bool) -> None:
+        """status.stages.<stage>: first start, completion and wall seconds summed over resumes."""
+        record = self.status.setdefault("stages", {}).setdefault(stage, {})
+        record.setdefault("startTime", st.now_from(started))
+        record["seconds"] = round(record.get("seconds", 0.0) + time.time() - started, 1)
+        if finished:
+            record["completionTime"] = st.now()
+        self.save_status()
 
     def _success_message(self) -> str:
         training = self.status.get("training", {})
@@ -118,6 +157,7 @@ class LocalRun:
         spec = self.job.spec
         result_file = self.out / "search" / "result.json"
         if not result_file.exists():
+            started = time.time()
             replicas = spec["search"]["replicas"]
             self.condition(st.SEARCH_RUNNING, True, "SearchStarted", f"{replicas} local search process(es)")
             port = free_port()
@@ -143,9 +183,12 @@ class LocalRun:
                 ]
                 cmd.append("--resume")
                 procs.append(self._spawn(cmd, env, f"search-{rank}", watch=rank == 0))
-            self._wait(procs, "SearchFailed", "search")
-            if not result_file.exists():
-                raise StepFailed("SearchFailed", f"the search exited 0 but wrote no {result_file}")
+            try:
+                self._wait(procs, "SearchFailed", "search")
+                if not result_file.exists():
+                    raise StepFailed("SearchFailed", f"the search exited 0 but wrote no {result_file}")
+            finally:
+                self._stage_time("search", started, finished=result_file.exists())
         result = json.loads(result_file.read_text())
         shutil.copyfile(result_file, self.out / "result.json")
         self.status["bestStructures"] = st.best_structures(result, spec["search"]["topK"])
@@ -170,7 +213,8 @@ class LocalRun:
             st.SEARCH_SUCCEEDED,
             True,
             "SearchSucceeded",
-            f"{len(result.get('best', []))} best structures; best fitness {best}",
+            f"{len(result.get('best', []))} best structures; best fitness "
+            + ("-" if best is None else f"{best:.4f}"),
         )
         return result
 
@@ -181,6 +225,7 @@ class LocalRun:
         if not metrics_file.exists():
             from denas.train.envvars import torchrun_command, torchrun_env
 
+            started = time.time()
             nnodes, nproc = spec["replicas"], spec["nprocPerNode"]
             self.status["training"] = {"active": nnodes, "succeeded": 0, "failed": 0}
             self.condition(
@@ -216,6 +261,7 @@ class LocalRun:
                 self._wait(procs, "TrainingFailed", "training")
             finally:
                 self.status["training"]["active"] = 0
+                self._stage_time("training", started, finished=metrics_file.exists())
             if not metrics_file.exists():
                 raise StepFailed("TrainingFailed", f"training exited 0 but wrote no {metrics_file}")
         metrics = json.loads(metrics_file.read_text())
@@ -296,10 +342,13 @@ class LocalRun:
             for _, _, log in procs:
                 log.close()
         if bad:
-            name, code = bad[0]
-            tail = _tail(self.out / "logs" / f"{name}.log")
+            failure = first_failure([read_failure(self.out / "logs" / f"{n}.log", n, c) for n, c in bad])
+            rank = "" if failure.rank is None else f" (rank {failure.rank})"
             raise StepFailed(
-                reason, f"{what} process {name} exited with code {code}; last log lines:\n{tail}"
+                reason,
+                f"{what} process {failure.process}{rank} exited with code {failure.exit_code}: "
+                f"{failure.cause} (log: {self.out / 'logs' / (failure.process + '.log')})",
+                failure,
             )
 
     def _progress(self, what: str, event: dict[str, Any]) -> None:
@@ -308,7 +357,7 @@ class LocalRun:
         if what == "search" and "generation" in event:
             self.status["search"] = {**self.status.get("search", {}), **st.search_progress(event)}
             self.save_status()
-        elif what == "training" and "epoch" in event:
+        elif what == "training" and event.get("phase") == "training":
             self.status["training"] = {**self.status.get("training", {}), **st.training_progress(event)}
             self.save_status()
         self.on_progress(what, event)
@@ -323,10 +372,3 @@ def _json_line(line: str) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return event if isinstance(event, dict) else None
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from denas.fingerprints import search_fingerprint, stable_hash
 from denas.job import openapi_schema
 from denas.train.envvars import master_address, torchrun_command, torchrun_env
 
@@ -70,24 +69,6 @@ def worker_image(spec: dict[str, Any]) -> str:
     if image == crd_default_image():
         return os.environ.get("DENAS_DEFAULT_WORKER_IMAGE") or image
     return image
-
-
-def stable_hash(obj: Any, length: int = 10) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
-
-
-def search_fingerprint(spec: dict[str, Any]) -> str:
-    """Hash of what the search computes; a change starts the search from scratch (new directory).
-    Replicas, resources and scheduling are left out: they change where it runs, not what it finds."""
-    search = {k: v for k, v in (spec.get("search") or {}).items() if k not in ("replicas", "resources")}
-    relevant = {
-        "domain": spec.get("domain"),
-        "searchSpace": spec.get("searchSpace"),
-        "score": spec.get("score"),
-        "search": search,
-        "constraints": spec.get("constraints"),
-    }
-    return stable_hash(relevant, 8)
 
 
 def search_dir(job: JobRef) -> str:
