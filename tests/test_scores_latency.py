@@ -107,6 +107,32 @@ def test_cache_measures_once_per_key(tmp_path, monkeypatch):
     assert first == again and len(calls) == 2
 
 
+def test_cache_hits_when_ipex_optimize_falls_back_to_stock(tmp_path, monkeypatch):
+    """ipex.optimize failing times stock PyTorch: the cache must still hit on the next call with
+    the same settings (it used to look up the ipex key while the result sat under the stock one)."""
+
+    class BrokenIpex:
+        @staticmethod
+        def optimize(model, dtype=None):
+            raise RuntimeError("unsupported module")
+
+    monkeypatch.setattr(latency, "import_ipex", lambda: BrokenIpex)
+    calls = []
+    real = latency.measure_latency
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(latency, "measure_latency", counting)
+    cache = LatencyCache(tmp_path / "lat.sqlite")
+    first = cache.measure("h1", tiny(), X, warmup=0, repeats=2, bf16="off")
+    assert first.path == "stock-fp32"  # what was really timed is recorded
+    again = cache.measure("h1", tiny(), X, warmup=0, repeats=2, bf16="off")
+    assert again == first and len(calls) == 1
+    assert cache.get("h1", 2, 1, "stock-fp32") == first
+
+
 def test_predictor_recovers_additive_op_costs_and_log_log_power_laws():
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 4, size=(40, 3)).astype(float)

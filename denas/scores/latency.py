@@ -257,21 +257,31 @@ class LatencyCache:
             row = db.execute("SELECT result FROM latency WHERE key = ?", (key,)).fetchone()
         return LatencyResult(**json.loads(row[0])) if row else None
 
-    def put(self, structure_hash: str, result: LatencyResult) -> None:
-        key = self.key(structure_hash, result.batch_size, result.threads, result.path)
+    def put(self, structure_hash: str, result: LatencyResult, requested_path: str | None = None) -> None:
+        """Store ``result`` under its own path's key and, when the measurement fell back to
+        another path than the one asked for (``ipex.optimize`` failing, say), under the requested
+        path's key too: the next ``measure`` with the same settings looks that key up first.
+        The stored result always names the path that was really timed."""
+        keys = {self.key(structure_hash, result.batch_size, result.threads, result.path)}
+        if requested_path is not None:
+            keys.add(self.key(structure_hash, result.batch_size, result.threads, requested_path))
         with self._lock, self._connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO latency VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    structure_hash,
-                    result.batch_size,
-                    result.threads,
-                    result.path,
-                    self.fingerprint.id,
-                    json.dumps(result.to_dict()),
-                ),
-            )
+            for key in sorted(keys):
+                self._insert(db, key, structure_hash, result)
+
+    def _insert(self, db: sqlite3.Connection, key: str, structure_hash: str, result: LatencyResult) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO latency VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                structure_hash,
+                result.batch_size,
+                result.threads,
+                result.path,
+                self.fingerprint.id,
+                json.dumps(result.to_dict()),
+            ),
+        )
 
     def measure(
         self, structure_hash: str, model: nn.Module, inputs: _model.Batch, **options: Any
@@ -282,5 +292,5 @@ class LatencyCache:
         if cached is not None:
             return cached
         result = measure_latency(model, inputs, **options)
-        self.put(structure_hash, result)
+        self.put(structure_hash, result, requested_path=path)
         return result
