@@ -75,6 +75,11 @@ def latency_features(space: Any, domain: str, structure: dict) -> list[float]:
     return FEATURES.get(domain, default_features)(space, structure)
 
 
+def unshrunk_for(domain: str) -> int:
+    """Leading feature columns the fit must not shrink: FLOPs for the default features."""
+    return 0 if domain in FEATURES else 1
+
+
 def prior_for(domain: str) -> list[list[float]] | None:
     """Source-CPU cost vectors for the domain's features, or None (no table to learn them from)."""
     table = PRIORS.get(domain)
@@ -98,7 +103,10 @@ class PoolLatencyModel:
         target: str = "ms",
         prior: Sequence[Sequence[float]] | None = None,
         prior_alpha: float = PRIOR_ALPHA,
+        unshrunk: int = 0,
     ):
+        """``unshrunk`` leading feature columns get no penalty (FLOPs in `default_features`:
+        the main term; shrinking it would pull every prediction toward the mean)."""
         if alpha is None:  # with a prior the own-cost terms only adjust it: shrink them harder
             alpha = ALPHA if prior is None or len(prior) == 0 else ALPHA_WITH_PRIOR
         if alpha < 0 or prior_alpha < 0:
@@ -106,6 +114,7 @@ class PoolLatencyModel:
         if target not in ("ms", "log"):
             raise ValueError(f"target: expected 'ms' or 'log', got {target!r}")
         self.alpha, self.target, self.prior_alpha = alpha, target, prior_alpha
+        self.unshrunk = unshrunk
         self.prior = None if prior is None or len(prior) == 0 else np.asarray(prior, dtype=float)
         self.coef: np.ndarray | None = None
         self._mu: np.ndarray | None = None
@@ -134,7 +143,8 @@ class PoolLatencyModel:
         z = self._design(cols)
         y = np.log(ms) if self.target == "log" else ms
         n_prior = 0 if self.prior is None else len(self.prior)
-        penalty = np.diag([0.0] + [self.prior_alpha] * n_prior + [self.alpha] * x.shape[1])
+        own = [0.0 if i < self.unshrunk else self.alpha for i in range(x.shape[1])]
+        penalty = np.diag([0.0] + [self.prior_alpha] * n_prior + own)
         self.coef = np.linalg.solve(z.T @ z + penalty + 1e-9 * np.eye(z.shape[1]), z.T @ y)
         return self
 

@@ -23,6 +23,7 @@ from denas.search.constraints import LatencyPredictor, check_satisfiable, make_a
 from denas.search.distributed import DistributedPool, LocalPool, default_threads, world_from_env
 from denas.search.evaluator import Evaluator, Scorer
 from denas.search.metrics import SearchMetrics
+from denas.search.pool_latency import calibrate
 from denas.search.progress import Progress, kube_reporter
 from denas.search.strategies import Context, create, rank_records
 from denas.search.surrogate import make_surrogate_rank
@@ -177,11 +178,10 @@ def _coordinate(
         f"{config.score_key()}:{json.dumps(hardware, sort_keys=True)}",
     )
     state = ckpt.load_checkpoint(out_dir) if resume else None
+    scorer_latency = getattr(evaluator.scorer, "latency", None)
+    latency_of = (lambda s: scorer_latency(space, s, config)) if callable(scorer_latency) else None
     if state is None:
-        latency_of = getattr(evaluator.scorer, "latency", None)
-        check_satisfiable(
-            space, config, (lambda s: latency_of(space, s, config)) if callable(latency_of) else None
-        )
+        check_satisfiable(space, config, latency_of)
         state = {"strategy": create(config), "archive": {}, "curve": [], "elapsed_s": 0.0, "history_size": 0}
         state["config"] = config.to_json()
         (out_dir / ckpt.HISTORY).write_text("")
@@ -189,6 +189,13 @@ def _coordinate(
         _check_same_config(state, config, out_dir)
         with open(out_dir / ckpt.HISTORY, "r+b") as f:  # drop lines of the generation that was lost
             f.truncate(state["history_size"])
+    if (
+        config.constraints.max_latency_ms is not None
+        and latency_of is not None
+        and "latency_calibration" not in state
+    ):
+        # the pre-filter's predictor is fitted on this pool's own measurements from the start
+        state["latency_calibration"] = calibrate(space, config, latency_of)
     strategy, archive, curve = state["strategy"], state["archive"], state["curve"]
     progress = progress or Progress(
         config.generations, on_event=on_event, progress_file=progress_file, reporter=kube_reporter()
@@ -200,7 +207,9 @@ def _coordinate(
         generation = strategy.generation
         predictor = None
         if c.max_latency_ms is not None:
-            predictor = LatencyPredictor(space, archive.values())
+            predictor = LatencyPredictor(
+                space, [*state.get("latency_calibration", ()), *archive.values()], domain=config.domain
+            )
         ctx = Context(
             space=space,
             config=config,
