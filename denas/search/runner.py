@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from denas.search import checkpoint as ckpt
+from denas.search import hardware as hw
 from denas.search.config import SearchConfig, SearchError
 from denas.search.constraints import LatencyPredictor, check_satisfiable, make_admit
 from denas.search.distributed import DistributedPool, LocalPool, default_threads, world_from_env
@@ -114,6 +115,7 @@ def run_search(
     torch.set_num_threads(threads or default_threads())
     evaluator = Evaluator(space, config, scorer)
     metrics = metrics or SearchMetrics()
+    hardware = hardware_fingerprint()
 
     def evaluate(structure: dict) -> dict:
         record = evaluator.evaluate(structure)
@@ -124,6 +126,7 @@ def run_search(
         pool: Any = DistributedPool(evaluate, rank, world, dist_timeout_s, cost=space.count_flops)
         if rank != 0:
             try:
+                hw.check_ranks(pool.store, rank, world, hardware)
                 # pay lazy imports and first-call set-up now, while rank 0 prepares the search,
                 # instead of inside the first generation (where rank 0 would wait for it)
                 evaluator.warm_up()
@@ -134,8 +137,11 @@ def run_search(
     else:
         pool = LocalPool(evaluate)
     try:
+        if isinstance(pool, DistributedPool):
+            hw.check_ranks(pool.store, rank, world, hardware)
         return _coordinate(
             config=config,
+            hardware=hardware,
             out_dir=out_dir,
             resume=resume,
             space=space,
@@ -157,8 +163,9 @@ def run_search(
 
 
 def _coordinate(
-    *,  # twelve settings of one run: by name only, so none can land in another's place
+    *,  # thirteen settings of one run: by name only, so none can land in another's place
     config,
+    hardware,
     out_dir,
     resume,
     space,
@@ -172,7 +179,6 @@ def _coordinate(
     metrics,
 ):
     prepare_out_dir(out_dir, resume)
-    hardware = hardware_fingerprint()
     cache = ckpt.ScoreCache(
         Path(cache_path) if cache_path else out_dir / ckpt.CACHE,
         f"{config.score_key()}:{json.dumps(hardware, sort_keys=True)}",
@@ -184,9 +190,12 @@ def _coordinate(
         check_satisfiable(space, config, latency_of)
         state = {"strategy": create(config), "archive": {}, "curve": [], "elapsed_s": 0.0, "history_size": 0}
         state["config"] = config.to_json()
+        state["hardware"] = hw.stamp(hardware)  # where this search's latencies are measured
         (out_dir / ckpt.HISTORY).write_text("")
     else:
         _check_same_config(state, config, out_dir)
+        hw.check_resume(state.get("hardware"), hardware, out_dir)
+        state.setdefault("hardware", hw.stamp(hardware))
         with open(out_dir / ckpt.HISTORY, "r+b") as f:  # drop lines of the generation that was lost
             f.truncate(state["history_size"])
     if (
