@@ -38,7 +38,9 @@ class PoolScorer:
 
 
 def latency_config(**search):
-    return config("ea", constraints={"maxLatencyMs": BUDGET_MS}, population=8, generations=2, **search)
+    return config(
+        "ea", constraints={"maxLatencyMs": BUDGET_MS}, **{"population": 8, "generations": 2, **search}
+    )
 
 
 def test_calibration_spreads_over_the_flops_range_within_the_budgets():
@@ -91,3 +93,21 @@ def test_search_measures_the_pool_first_and_prefilters_from_the_first_generation
     ckpt.save_checkpoint(out, state)
     run_search(latency_config(), out, resume=True, scorer=again, plots=False)
     assert again.measured == []
+
+
+def test_a_latency_far_off_the_pool_model_is_flagged_in_result_json(tmp_path):
+    class BusyOnce(PoolScorer):
+        def __call__(self, space, structure, seed, config):
+            scores, ms = super().__call__(space, structure, seed, config)
+            if structure["ops"][0] == "skip_connect":
+                return scores, ms * 400  # e.g. 2258 ms where the model expects ~5 ms
+            return scores, ms
+
+    result = run_search(latency_config(generations=3), tmp_path, scorer=BusyOnce(), plots=False)
+    slow = [c for c in result["latency_flagged"] if c["flag"].startswith("outlier: measured")]
+    assert slow and all(c["latency_ms"] > 100 for c in slow)
+    assert {c["hash"] for c in slow} == {
+        json.loads(line)["hash"]
+        for line in (tmp_path / ckpt.HISTORY).read_text().splitlines()
+        if json.loads(line)["event"] == "candidate" and json.loads(line)["latency_ms"] > 100
+    }

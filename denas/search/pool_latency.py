@@ -27,6 +27,9 @@ CALIBRATION_CELLS = 12
 MIN_LATENCY_POINTS = 5
 #: structures sampled to pick the calibration set from
 CANDIDATE_SAMPLES = 300
+#: a measured latency this many times the pool model's prediction is flagged as doubtful: a
+#: measurement slowed down as a whole (every timing round) looks stable but is far off the model
+OUTLIER_FACTOR = 5.0
 
 
 def calibration_structures(space: Any, config: SearchConfig, n: int = CALIBRATION_CELLS) -> list[dict]:
@@ -97,3 +100,17 @@ class PoolLatencyPredictor:
         if not self.ready:
             return None
         return float(self.model.predict([self._features(self.space, self.domain, structure)])[0])
+
+
+def flag_if_far_off(record: dict[str, Any], predictor: PoolLatencyPredictor | None) -> None:
+    """Flag (``latency_flag``) a measured latency that is OUTLIER_FACTOR x what the pool's model,
+    fitted before this candidate was measured, predicts; the value itself is kept as measured."""
+    ms = record.get("latency_ms")
+    if predictor is None or not predictor.ready or ms is None or record.get("latency_flag"):
+        return
+    predicted = predictor.predict(record["structure"])
+    if predicted is not None and predicted > 0 and ms > OUTLIER_FACTOR * predicted:
+        record["latency_flag"] = (
+            f"outlier: measured {ms:.3f} ms, {ms / predicted:.0f}x what this pool's latency model "
+            f"predicts ({predicted:.3f} ms); the machine may have been busy"
+        )

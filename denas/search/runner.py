@@ -24,7 +24,7 @@ from denas.search.constraints import LatencyPredictor, check_satisfiable, make_a
 from denas.search.distributed import DistributedPool, LocalPool, default_threads, world_from_env
 from denas.search.evaluator import Evaluator, Scorer
 from denas.search.metrics import SearchMetrics
-from denas.search.pool_latency import calibrate
+from denas.search.pool_latency import calibrate, flag_if_far_off
 from denas.search.progress import Progress, kube_reporter
 from denas.search.strategies import Context, create, rank_records
 from denas.search.surrogate import make_surrogate_rank
@@ -87,7 +87,10 @@ def pareto_front(records: list[dict], objectives: tuple[str, ...]) -> list[dict]
 
 
 def public(record: dict) -> dict:
-    return {k: record.get(k) for k in PUBLIC_FIELDS}
+    out = {k: record.get(k) for k in PUBLIC_FIELDS}
+    if record.get("latency_flag"):
+        out["latency_flag"] = record["latency_flag"]
+    return out
 
 
 def run_search(
@@ -239,6 +242,7 @@ def _coordinate(
         for h in hashes:
             if h not in archive:
                 archive[h] = {**cache.get(h), "generation": generation, "index": len(archive)}
+                flag_if_far_off(archive[h], predictor)
                 lines.append(json.dumps({"event": "candidate", **archive[h]}))
         strategy.tell(ctx, [archive[h] for h in hashes])
         best = rank_records(list(archive.values()))[:1]
@@ -306,6 +310,12 @@ def build_result(
         "infeasible": len(archive) - len(feasible),
         "generations": strategy.generation,
         "hardware": hardware,
+        # doubtful latency measurements (disturbed in every timing round), so nobody trusts them blindly
+        "latency_flagged": [
+            {"hash": r["hash"], "latency_ms": r["latency_ms"], "flag": r["latency_flag"]}
+            for r in archive.values()
+            if r.get("latency_flag")
+        ],
         "elapsed_s": round(elapsed_s, 3),
         "config": config.to_json(),
     }
