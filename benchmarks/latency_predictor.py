@@ -112,6 +112,7 @@ def choose(table: dict[tuple[float, bool], dict[str, float]], on: list[str]) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write {cpu column: {predictor, flops}} here")
+    parser.add_argument("--png", type=Path, help="draw predictor vs FLOPs Spearman per CPU here")
     parser.add_argument("--tune", action="store_true", help="print the tuning table and the shipped defaults")
     args = parser.parse_args(argv)
     path = nb201_csv()
@@ -148,7 +149,33 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
+    if args.png:
+        plot(out, args.png)
     return 0
+
+
+def plot(out: dict[str, dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [c.removeprefix("latency_ms_").replace("_", " ") for c in out]
+    x = np.arange(len(out))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.bar(x - 0.2, [r["flops"] for r in out.values()], 0.4, label="FLOPs (no measurement)", color="#bbbbbb")
+    ax.bar(
+        x + 0.2, [r["predictor"] for r in out.values()], 0.4, label=f"per-pool predictor ({MEASURED} cells)"
+    )
+    ax.axhline(0.95, color="k", lw=0.8, ls="--", label="goal 0.95")
+    ax.set_xticks(x, names)
+    ax.set_ylim(0.85, 1.0)
+    ax.set_ylabel("Spearman vs measured latency")
+    ax.set_title("NB201 latency ranking on four Xeons (median of 10 draws)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
