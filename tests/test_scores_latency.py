@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -107,6 +109,32 @@ def test_cache_measures_once_per_key(tmp_path, monkeypatch):
     assert first == again and len(calls) == 2
 
 
+def test_cache_hits_when_ipex_optimize_falls_back_to_stock(tmp_path, monkeypatch):
+    """ipex.optimize failing times stock PyTorch: the cache must still hit on the next call with
+    the same settings (it used to look up the ipex key while the result sat under the stock one)."""
+
+    class BrokenIpex:
+        @staticmethod
+        def optimize(model, dtype=None):
+            raise RuntimeError("unsupported module")
+
+    monkeypatch.setattr(latency, "import_ipex", lambda: BrokenIpex)
+    calls = []
+    real = latency.measure_latency
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(latency, "measure_latency", counting)
+    cache = LatencyCache(tmp_path / "lat.sqlite")
+    first = cache.measure("h1", tiny(), X, warmup=0, repeats=2, bf16="off")
+    assert first.path == "stock-fp32"  # what was really timed is recorded
+    again = cache.measure("h1", tiny(), X, warmup=0, repeats=2, bf16="off")
+    assert again == first and len(calls) == 1
+    assert cache.get("h1", 2, 1, "stock-fp32") == first
+
+
 def test_predictor_recovers_additive_op_costs_and_log_log_power_laws():
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 4, size=(40, 3)).astype(float)
@@ -123,3 +151,41 @@ def test_predictor_recovers_additive_op_costs_and_log_log_power_laws():
         LatencyPredictor().predict([1e6])
     with pytest.raises(ValueError, match="fitted with encodings"):
         model.predict(flops)
+
+
+def _inject_slow_runs(monkeypatch, slow_calls: set[int], slow_ms: float = 30.0) -> list[int]:
+    """A fake clock: each call of the timed model takes 1 ms, the given calls (0-based, warm-up
+    included) ``slow_ms``; deterministic whatever else runs on the machine."""
+    calls, clock = [0], [0.0]
+    real = latency._model.call
+
+    def call(*args, **kwargs):
+        clock[0] += (slow_ms if calls[0] in slow_calls else 1.0) / 1000.0
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(latency._model, "call", call)
+    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    return calls
+
+
+def test_one_slow_run_does_not_move_the_median_and_is_counted(monkeypatch):
+    _inject_slow_runs(monkeypatch, {5})  # warm-up is calls 0-2: call 5 is the third timed run
+    result = measure_latency(tiny(), X, warmup=3, repeats=10, ipex="off", bf16="off")
+    assert result.median_ms == pytest.approx(1.0)  # the 30 ms run is not the reported value
+    assert result.outlier_runs == 1 and result.rounds == 1 and not result.unstable and result.flag is None
+
+
+def test_a_disturbed_round_is_measured_again_and_the_clean_one_kept(monkeypatch):
+    # 6 of the first round's 10 timed runs are slow: its median is, its fastest run is not
+    calls = _inject_slow_runs(monkeypatch, set(range(3, 9)))
+    result = measure_latency(tiny(), X, warmup=3, repeats=10, ipex="off", bf16="off")
+    assert result.rounds == 2 and result.median_ms == pytest.approx(1.0) and not result.unstable
+    assert calls[0] == 3 + 10 + 1 + 10  # warm-up, round 1, one untimed run, round 2
+
+
+def test_a_measurement_disturbed_in_every_round_is_flagged(monkeypatch):
+    _inject_slow_runs(monkeypatch, {i for i in range(100) if i % 2 == 1})  # every other run slow
+    result = measure_latency(tiny(), X, warmup=0, repeats=4, ipex="off", bf16="off")
+    assert result.unstable and result.rounds == latency.MAX_ROUNDS
+    assert result.flag.startswith("unstable: median") and "3 timing rounds" in result.flag

@@ -39,6 +39,15 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 PATHS = ("ipex-bf16", "ipex-fp32", "stock-bf16", "stock-fp32")
 
 
+#: a timing round whose median is this many times its fastest run was disturbed (on a quiet
+#: machine a forward pass's median lies within a few percent of its fastest run): measure again
+UNSTABLE_RATIO = 2.0
+#: rounds at most (the first + re-measurements) before a measurement is kept and flagged
+MAX_ROUNDS = 3
+#: a single run this many times the round's median is counted as an outlier run
+OUTLIER_RUN_RATIO = 3.0
+
+
 @dataclass(frozen=True)
 class LatencyResult:
     median_ms: float
@@ -46,6 +55,22 @@ class LatencyResult:
     path: str
     batch_size: int
     threads: int
+    #: timing rounds taken (1 + re-measurements of disturbed rounds)
+    rounds: int = 1
+    #: runs of the kept round slower than OUTLIER_RUN_RATIO x its median (the median ignores them)
+    outlier_runs: int = 0
+    #: every round was disturbed: the value is the least disturbed round's median, to be treated with care
+    unstable: bool = False
+
+    @property
+    def flag(self) -> str | None:
+        """A human-readable warning when the measurement is doubtful, else None."""
+        if not self.unstable:
+            return None
+        return (
+            f"unstable: median {self.median_ms:.3f} ms is over {UNSTABLE_RATIO:g}x the fastest run in each of "
+            f"{self.rounds} timing rounds (a busy machine?); p90 {self.p90_ms:.3f} ms"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,7 +209,11 @@ def measure_latency(
 ) -> LatencyResult:
     """Median and p90 wall time (ms) of ``model(inputs)`` under ``torch.inference_mode``.
 
-    Uses ``ipex.optimize`` when IPEX imports (unless ``ipex='off'``) and bf16 autocast when the
+    ``warmup`` untimed runs, then ``repeats`` timed runs; the median ignores a few slow runs (they
+    are counted in ``outlier_runs``).  A round whose median is over ``UNSTABLE_RATIO`` x its fastest
+    run was disturbed (most runs slow: another process, a stall) and is measured again, up to
+    ``MAX_ROUNDS`` rounds; the least disturbed round is kept and, if every round was disturbed,
+    the result is marked ``unstable``.  Uses ``ipex.optimize`` when IPEX imports (unless ``ipex='off'``) and bf16 autocast when the
     CPU has AVX512-BF16 or AMX (unless ``bf16='off'``). The caller's model and thread count are
     left as they were.
     """
@@ -205,26 +234,46 @@ def measure_latency(
             path = path.replace("ipex", "stock")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    times: list[float] = []
+    kept: list[float] = []
+    rounds = 0
     try:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             for _ in range(warmup):
                 _model.call(runner, inputs, owner=runner)
-            for _ in range(repeats):
-                start = time.perf_counter()
-                _model.call(runner, inputs, owner=runner)
-                times.append((time.perf_counter() - start) * 1000.0)
+            while rounds < MAX_ROUNDS:
+                if rounds:  # a re-measurement: one untimed run first, as after any pause
+                    _model.call(runner, inputs, owner=runner)
+                rounds += 1
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    _model.call(runner, inputs, owner=runner)
+                    times.append((time.perf_counter() - start) * 1000.0)
+                times.sort()
+                if not kept or statistics.median(times) < statistics.median(kept):
+                    kept = times
+                if not _disturbed(times):
+                    break
     finally:
         torch.set_num_threads(previous_threads)
-    times.sort()
-    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
+    median = statistics.median(kept)
+    p90 = kept[min(len(kept) - 1, int(round(0.9 * (len(kept) - 1))))]
+    if rounds > 1:
+        log.info("latency re-measured: %d timing rounds, kept median %.3f ms", rounds, median)
     return LatencyResult(
-        median_ms=statistics.median(times),
+        median_ms=median,
         p90_ms=p90,
         path=path,
         batch_size=_model.batch_size(inputs),
         threads=threads,
+        rounds=rounds,
+        outlier_runs=sum(t > OUTLIER_RUN_RATIO * median for t in kept),
+        unstable=_disturbed(kept),
     )
+
+
+def _disturbed(sorted_times: list[float]) -> bool:
+    return statistics.median(sorted_times) > UNSTABLE_RATIO * max(sorted_times[0], 1e-6)
 
 
 class LatencyCache:
@@ -257,21 +306,31 @@ class LatencyCache:
             row = db.execute("SELECT result FROM latency WHERE key = ?", (key,)).fetchone()
         return LatencyResult(**json.loads(row[0])) if row else None
 
-    def put(self, structure_hash: str, result: LatencyResult) -> None:
-        key = self.key(structure_hash, result.batch_size, result.threads, result.path)
+    def put(self, structure_hash: str, result: LatencyResult, requested_path: str | None = None) -> None:
+        """Store ``result`` under its own path's key and, when the measurement fell back to
+        another path than the one asked for (``ipex.optimize`` failing, say), under the requested
+        path's key too: the next ``measure`` with the same settings looks that key up first.
+        The stored result always names the path that was really timed."""
+        keys = {self.key(structure_hash, result.batch_size, result.threads, result.path)}
+        if requested_path is not None:
+            keys.add(self.key(structure_hash, result.batch_size, result.threads, requested_path))
         with self._lock, self._connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO latency VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    structure_hash,
-                    result.batch_size,
-                    result.threads,
-                    result.path,
-                    self.fingerprint.id,
-                    json.dumps(result.to_dict()),
-                ),
-            )
+            for key in sorted(keys):
+                self._insert(db, key, structure_hash, result)
+
+    def _insert(self, db: sqlite3.Connection, key: str, structure_hash: str, result: LatencyResult) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO latency VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                structure_hash,
+                result.batch_size,
+                result.threads,
+                result.path,
+                self.fingerprint.id,
+                json.dumps(result.to_dict()),
+            ),
+        )
 
     def measure(
         self, structure_hash: str, model: nn.Module, inputs: _model.Batch, **options: Any
@@ -282,5 +341,5 @@ class LatencyCache:
         if cached is not None:
             return cached
         result = measure_latency(model, inputs, **options)
-        self.put(structure_hash, result)
+        self.put(structure_hash, result, requested_path=path)
         return result

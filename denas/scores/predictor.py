@@ -1,4 +1,5 @@
-"""A latency predictor for budget pre-filtering: fitted on a few measured candidates.
+"""A FLOPs-based latency predictor fitted on a few measured candidates (a library API; the search's
+pre-filter uses the per-pool `denas.scores.latency_model`, which ranks NB201 latency better).
 
 Two forms, both ridge regressions whose intercept and FLOPs term are not shrunk:
 

@@ -1,22 +1,24 @@
 """Budgets: checked when a candidate is created, so an illegal candidate never reaches scoring.
 
-Parameters and FLOPs are counted analytically by the space.  Latency is first *predicted* from
-FLOPs and the structure's encoding by a ridge regression (`denas.scores.predictor`) fitted to the
-latencies measured so far in this search (on this machine); the measurement at scoring is the truth, and a measured violation marks the candidate
-infeasible (it stays in the archive, never in the result).  A prediction needs a few measurements:
-before that, latency is not pre-filtered.
+Parameters and FLOPs are counted analytically by the space.  Latency is first *predicted* by the
+per-pool predictor (`denas.search.pool_latency`), fitted on structures measured on this machine
+at start and on the candidates measured since; the measurement at scoring is the truth, and a
+measured violation marks the candidate infeasible (it stays in the archive, never in the result).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from denas.search.config import Constraints, SearchConfig, SearchError
+from denas.search.pool_latency import MIN_LATENCY_POINTS, PoolLatencyPredictor
 
-#: measured candidates needed before predicted latency pre-filters proposals
-MIN_LATENCY_POINTS = 5
+#: the latency pre-filter's predictor (`denas.search.pool_latency`)
+LatencyPredictor = PoolLatencyPredictor
+__all__ = ["MIN_LATENCY_POINTS", "LatencyPredictor", "make_admit", "check_satisfiable"]
+
 #: a proposal is rejected only when its predicted latency exceeds the budget by this factor:
 #: a few-sample predictor ranks latency well but its single values are rough
 PREDICTION_SLACK = 1.25
@@ -24,37 +26,9 @@ PREDICTION_SLACK = 1.25
 FEASIBILITY_SAMPLES = 300
 
 
-class LatencyPredictor:
-    """Predicted latency of a structure from its FLOPs and encoding, fitted to this search's
-    measured candidates (`denas.scores.predictor`: additive ridge, latency ~ a + b*FLOPs + c.ops)."""
-
-    def __init__(self, space: Any, records: Iterable[dict]):
-        self.space = space
-        pts = [r for r in records if r.get("latency_ms") is not None and r["latency_ms"] > 0]
-        self.ready = len(pts) >= MIN_LATENCY_POINTS
-        self.model: Any = None
-        self.encoded = False
-        if not self.ready:
-            return
-        from denas.scores.predictor import LatencyPredictor as Ridge
-
-        flops = [r["flops"] for r in pts]
-        latency = [r["latency_ms"] for r in pts]
-        try:
-            encodings = [space.encode(r["structure"]) for r in pts]
-            self.encoded = True
-        except NotImplementedError:
-            encodings = None
-        self.model = Ridge().fit(flops, latency, encodings)
-
-    def predict(self, structure: dict, flops: int) -> float | None:
-        if not self.ready:
-            return None
-        enc = [self.space.encode(structure)] if self.encoded else None
-        return float(self.model.predict([flops], enc)[0])
-
-
-def make_admit(space: Any, constraints: Constraints, predictor: LatencyPredictor | None = None) -> Callable:
+def make_admit(
+    space: Any, constraints: Constraints, predictor: PoolLatencyPredictor | None = None
+) -> Callable:
     """``admit(structure) -> None | "spec.constraints.<field>: why"`` (also rejects invalid structures)."""
 
     def admit(structure: dict) -> str | None:

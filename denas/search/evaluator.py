@@ -5,7 +5,8 @@ scored it or what was scored before: the weights are initialised from a seed der
 structure's hash, and every candidate sees the same synthetic batch (seeded by the search seed).
 
 A *scorer* is any callable ``scorer(space, structure, seed, config) -> (scores, latency_ms)``
-where ``scores`` holds ``"de_score"`` and every component; `DeNASScorer` (the default) uses
+where ``scores`` holds ``"de_score"`` and every component (``latency_ms`` may be a
+`MeasuredLatency`, whose ``flag`` lands in the record as ``latency_flag``); `DeNASScorer` (the default) uses
 `denas.scores`.  Tests and benchmarks plug in cheap ones (``denas search --scorer module:attr``).
 """
 
@@ -28,6 +29,21 @@ Scorer = Callable[[Any, dict, int, SearchConfig], tuple[dict[str, float], float 
 def candidate_seed(structure_hash: str, search_seed: int) -> int:
     """The seed of one candidate's weight initialisation: a function of its hash and the search seed."""
     return (int(structure_hash, 16) ^ (search_seed * 0x9E3779B1)) % (2**31 - 1)
+
+
+class MeasuredLatency(float):
+    """Milliseconds (a float, so every scorer's ``latency_ms`` reads the same) that may carry a
+    ``flag``: why the measurement is doubtful (`denas.scores.LatencyResult.flag`), or None."""
+
+    flag: str | None
+
+    def __new__(cls, ms: float, flag: str | None = None) -> MeasuredLatency:
+        value = super().__new__(cls, ms)
+        value.flag = flag
+        return value
+
+    def __reduce__(self) -> tuple:  # pickled across ranks with its flag
+        return (MeasuredLatency, (float(self), self.flag))
 
 
 class DeNASScorer:
@@ -60,7 +76,10 @@ class DeNASScorer:
             domain=domain_key(config.domain, config.search_space),
             seed=seed,
         )
-        latency = self.latency(space, structure, config, model=model) if self.measure else None
+        latency = None
+        if self.measure:
+            measured = self.measure_latency(space, structure, config, model=model)
+            latency = MeasuredLatency(measured.median_ms, measured.flag)
         return {k: float(v) for k, v in scores.items()}, latency
 
     def warm_up(self, space: Any, config: SearchConfig) -> None:
@@ -74,6 +93,11 @@ class DeNASScorer:
         self(space, smallest, config.seed, config)
 
     def latency(self, space: Any, structure: dict, config: SearchConfig, model: Any = None) -> float:
+        """Median ms of one measurement (the budget check and the pool calibration use it)."""
+        return float(self.measure_latency(space, structure, config, model=model).median_ms)
+
+    def measure_latency(self, space: Any, structure: dict, config: SearchConfig, model: Any = None) -> Any:
+        """The full `denas.scores.LatencyResult` (median, p90, rounds, outlier runs, unstable)."""
         import torch
 
         from denas.scores import measure_latency
@@ -92,7 +116,7 @@ class DeNASScorer:
             ipex=config.ipex,
             bf16=config.bf16,
         )
-        return float(result.median_ms)
+        return result
 
 
 def load_scorer(path: str | None) -> Scorer:
@@ -142,6 +166,9 @@ class Evaluator:
             scores=scores,
             config=config,
         )
+        flag = getattr(latency, "flag", None)
+        if flag:  # a doubtful latency measurement is shown, never silently used
+            record["latency_flag"] = str(flag)
         record["score_s"] = round(time.perf_counter() - start, 4)
         record["score_cpu_s"] = round(time.process_time() - cpu, 4)
         return record

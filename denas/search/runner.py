@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from denas.search import checkpoint as ckpt
+from denas.search import hardware as hw
 from denas.search.config import SearchConfig, SearchError
 from denas.search.constraints import LatencyPredictor, check_satisfiable, make_admit
 from denas.search.distributed import DistributedPool, LocalPool, default_threads, world_from_env
 from denas.search.evaluator import Evaluator, Scorer
 from denas.search.metrics import SearchMetrics
+from denas.search.pool_latency import calibrate, flag_if_far_off
 from denas.search.progress import Progress, kube_reporter
 from denas.search.strategies import Context, create, rank_records
 from denas.search.surrogate import make_surrogate_rank
@@ -85,7 +87,10 @@ def pareto_front(records: list[dict], objectives: tuple[str, ...]) -> list[dict]
 
 
 def public(record: dict) -> dict:
-    return {k: record.get(k) for k in PUBLIC_FIELDS}
+    out = {k: record.get(k) for k in PUBLIC_FIELDS}
+    if record.get("latency_flag"):
+        out["latency_flag"] = record["latency_flag"]
+    return out
 
 
 def run_search(
@@ -113,6 +118,7 @@ def run_search(
     torch.set_num_threads(threads or default_threads())
     evaluator = Evaluator(space, config, scorer)
     metrics = metrics or SearchMetrics()
+    hardware = hardware_fingerprint()
 
     def evaluate(structure: dict) -> dict:
         record = evaluator.evaluate(structure)
@@ -123,6 +129,7 @@ def run_search(
         pool: Any = DistributedPool(evaluate, rank, world, dist_timeout_s, cost=space.count_flops)
         if rank != 0:
             try:
+                hw.check_ranks(pool.store, rank, world, hardware)
                 # pay lazy imports and first-call set-up now, while rank 0 prepares the search,
                 # instead of inside the first generation (where rank 0 would wait for it)
                 evaluator.warm_up()
@@ -133,8 +140,11 @@ def run_search(
     else:
         pool = LocalPool(evaluate)
     try:
+        if isinstance(pool, DistributedPool):
+            hw.check_ranks(pool.store, rank, world, hardware)
         return _coordinate(
             config=config,
+            hardware=hardware,
             out_dir=out_dir,
             resume=resume,
             space=space,
@@ -156,8 +166,9 @@ def run_search(
 
 
 def _coordinate(
-    *,  # twelve settings of one run: by name only, so none can land in another's place
+    *,  # thirteen settings of one run: by name only, so none can land in another's place
     config,
+    hardware,
     out_dir,
     resume,
     space,
@@ -171,24 +182,32 @@ def _coordinate(
     metrics,
 ):
     prepare_out_dir(out_dir, resume)
-    hardware = hardware_fingerprint()
     cache = ckpt.ScoreCache(
         Path(cache_path) if cache_path else out_dir / ckpt.CACHE,
         f"{config.score_key()}:{json.dumps(hardware, sort_keys=True)}",
     )
     state = ckpt.load_checkpoint(out_dir) if resume else None
+    scorer_latency = getattr(evaluator.scorer, "latency", None)
+    latency_of = (lambda s: scorer_latency(space, s, config)) if callable(scorer_latency) else None
     if state is None:
-        latency_of = getattr(evaluator.scorer, "latency", None)
-        check_satisfiable(
-            space, config, (lambda s: latency_of(space, s, config)) if callable(latency_of) else None
-        )
+        check_satisfiable(space, config, latency_of)
         state = {"strategy": create(config), "archive": {}, "curve": [], "elapsed_s": 0.0, "history_size": 0}
         state["config"] = config.to_json()
+        state["hardware"] = hw.stamp(hardware)  # where this search's latencies are measured
         (out_dir / ckpt.HISTORY).write_text("")
     else:
         _check_same_config(state, config, out_dir)
+        hw.check_resume(state.get("hardware"), hardware, out_dir)
+        state.setdefault("hardware", hw.stamp(hardware))
         with open(out_dir / ckpt.HISTORY, "r+b") as f:  # drop lines of the generation that was lost
             f.truncate(state["history_size"])
+    if (
+        config.constraints.max_latency_ms is not None
+        and latency_of is not None
+        and "latency_calibration" not in state
+    ):
+        # the pre-filter's predictor is fitted on this pool's own measurements from the start
+        state["latency_calibration"] = calibrate(space, config, latency_of)
     strategy, archive, curve = state["strategy"], state["archive"], state["curve"]
     progress = progress or Progress(
         config.generations, on_event=on_event, progress_file=progress_file, reporter=kube_reporter()
@@ -200,7 +219,9 @@ def _coordinate(
         generation = strategy.generation
         predictor = None
         if c.max_latency_ms is not None:
-            predictor = LatencyPredictor(space, archive.values())
+            predictor = LatencyPredictor(
+                space, [*state.get("latency_calibration", ()), *archive.values()], domain=config.domain
+            )
         ctx = Context(
             space=space,
             config=config,
@@ -221,6 +242,7 @@ def _coordinate(
         for h in hashes:
             if h not in archive:
                 archive[h] = {**cache.get(h), "generation": generation, "index": len(archive)}
+                flag_if_far_off(archive[h], predictor)
                 lines.append(json.dumps({"event": "candidate", **archive[h]}))
         strategy.tell(ctx, [archive[h] for h in hashes])
         best = rank_records(list(archive.values()))[:1]
@@ -288,6 +310,12 @@ def build_result(
         "infeasible": len(archive) - len(feasible),
         "generations": strategy.generation,
         "hardware": hardware,
+        # doubtful latency measurements (disturbed in every timing round), so nobody trusts them blindly
+        "latency_flagged": [
+            {"hash": r["hash"], "latency_ms": r["latency_ms"], "flag": r["latency_flag"]}
+            for r in archive.values()
+            if r.get("latency_flag")
+        ],
         "elapsed_s": round(elapsed_s, 3),
         "config": config.to_json(),
     }
