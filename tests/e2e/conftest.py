@@ -271,8 +271,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         api = config.new_client_from_config(kubeconfig)
         yield Cluster(api, Path(kubeconfig), namespace, real=True)
         return
-    from denas_operator.testing.emulator import EmulatorServer
-    from denas_operator.testing.kubelet import Kubelet
+    from kube_doubles.emulator import EmulatorServer
+    from kube_doubles.kubelet import Kubelet
 
     server = EmulatorServer(workdir, namespaces=("default",)).start()
     api = config.new_client_from_config(str(server.kubeconfig))
@@ -281,7 +281,9 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         config.new_client_from_config(str(server.kubeconfig)),
         server.kubeconfig,
         workdir / "kubelet",
-        image_commands={FAKE_IMAGE: [sys.executable, "-m", "denas_operator.testing.fake_denas"]},
+        image_commands={
+            FAKE_IMAGE: [sys.executable, str(Path(__file__).parent / "kube_doubles" / "fake_denas.py")]
+        },
         node_labels={"kubernetes.io/os": "linux", "feature.node.kubernetes.io/cpu-cpuid.AMXBF16": "true"},
         extra_env={"DENAS_REPORT_INTERVAL_S": "0.2"},
     ).start()
