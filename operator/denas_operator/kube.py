@@ -20,7 +20,7 @@ from denas import status as S
 
 from . import metrics as M
 from . import names as n
-from .api import Forbidden, Kube, MissingServiceAccount
+from .api import Forbidden, Kube, MissingServiceAccount, Rejected
 from .reconcile import BLOCKED, Decision, Observed, decide
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,27 @@ def _block(d: Decision, reason: str, message: str) -> None:
     d.status["conditions"] = S.set_condition(
         d.status.get("conditions", []), BLOCKED, True, reason, message, d.status.get("observedGeneration")
     )
+
+
+def _reject(d: Decision, rejected: Rejected) -> None:
+    """The API server refused a child: an invalid object fails the job (the same object would be
+    refused again: no retry loop; a spec edit re-evaluates it, see reconcile.decide); quota,
+    LimitRange and admission refusals block it (they clear when the namespace changes; retried)."""
+    r = rejected.rejection
+    if r.invalid:
+        gen = d.status.get("observedGeneration")
+        d.status["conditions"] = S.set_condition(
+            d.status.get("conditions", []), S.FAILED, True, r.reason, r.message, gen
+        )
+        for type_ in (S.SEARCH_RUNNING, S.TRAINING_RUNNING):
+            if any(c.get("type") == type_ for c in d.status["conditions"]):
+                d.status["conditions"] = S.set_condition(
+                    d.status["conditions"], type_, False, r.reason, "", gen
+                )
+        d.status["phase"] = S.phase(d.status["conditions"])
+    else:
+        _block(d, r.reason, r.message)
+    M.RECONCILE_ERRORS.labels(reason=r.reason).inc()
 
 
 def _pod_prerequisite(obj: dict[str, Any]) -> bool:
@@ -371,6 +392,8 @@ class Reconciler:
                 f"spec.serviceAccountName: {exc}: create it, or remove the field to let the operator "
                 "give the pods their own account",
             )
+        except Rejected as exc:
+            _reject(d, exc)
         except Forbidden as exc:
             _block(
                 d,

@@ -40,6 +40,7 @@ from .objects import (
 )
 from .pods import JobRef, build_search_pods, build_training_pods, search_dir, train_dir
 from .podstate import pod_state
+from .rejections import INVALID
 
 BLOCKED = "Blocked"
 MAX_STATUS_STRUCTURE_BYTES = 256 * 1024
@@ -199,6 +200,9 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
         return d
     if st.is_true(S.FAILED) and st.reason(S.FAILED) == "InvalidSpec":
         st.cond(S.FAILED, False, "SpecFixed", "the spec is valid again")
+    if st.is_true(S.FAILED) and st.reason(S.FAILED) == INVALID and _failed_before(st, st.generation):
+        # The API server refused a child as invalid (kube.py): the spec was edited since; try again.
+        st.cond(S.FAILED, False, "SpecChanged", "the spec changed; creating the children again")
 
     job = JobRef.from_body(body, spec)
     if st.is_true(S.SUCCEEDED) or st.is_true(S.FAILED):
@@ -245,6 +249,11 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
         _training_stage(job, st, obs, d, now)
     d.status = st.finish()
     return d
+
+
+def _failed_before(st: _Status, generation: int) -> bool:
+    failed = next((c for c in st.st["conditions"] if c.get("type") == S.FAILED), {})
+    return int(failed.get("observedGeneration") or 0) < generation
 
 
 def _ensure_configmaps(job: JobRef, obs: Observed, d: Decision) -> None:
