@@ -339,7 +339,9 @@ class Reconciler:
                     return
                 raise
             self._statuses[uid] = (time.monotonic(), new_status)
-        self.metrics.observe(ns, name, new_status, is_new=not old_status.get("startTime") and bool(patch))
+        self.metrics.observe(
+            ns, name, new_status, is_new=not old_status.get("observedGeneration") and bool(patch)
+        )
         if decision.delete_job:
             log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", ns, name)
             await self.kube.delete_job(ns, name)

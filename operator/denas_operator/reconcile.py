@@ -210,7 +210,6 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
         d.status = st.finish()
         return d
 
-    st.st.setdefault("startTime", st.now)
     _ensure_configmaps(job, obs, d)
     if spec.get("suspend"):
         d.delete_pods = active_pods
@@ -218,10 +217,16 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
         st.cond(S.SUSPENDED, True, "Suspended", "pods deleted, state kept; set spec.suspend: false to resume")
         st.unset(S.SEARCH_RUNNING, "Suspended")
         st.unset(S.TRAINING_RUNNING, "Suspended")
+        training = st.st.get("training") or {}
+        if training.get("startTime") and not training.get("suspendedAt"):
+            training["suspendedAt"] = st.now  # this interval does not count against the deadline
         d.status = st.finish()
         return d
+    # Like a batch/v1 Job's: set when the job first runs (a job created suspended has none yet).
+    st.st.setdefault("startTime", st.now)
     if st.is_true(S.SUSPENDED):
         st.cond(S.SUSPENDED, False, "Resumed", "resumed from the last checkpoint")
+    _account_suspension(st.st.get("training"), now)
     if not spec.get("serviceAccountName") and not obs.worker_rbac:
         d.create += build_worker_rbac(job)  # before any pod: pods name this account
 
@@ -321,7 +326,7 @@ def _search_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, out_dir:
         if p not in pods and not p["metadata"].get("deletionTimestamp")
     ]
     d.delete_pods += others
-    backoff = int(job.spec["training"].get("backoffLimit", 3))
+    backoff = int(job.spec["search"].get("backoffLimit", 3))  # the search's own, not training's
     rank0 = n.search_pod(job.name, 0)
     outcome = reconcile_group(
         build_search_pods(job),
@@ -408,7 +413,7 @@ def _training_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, now: d
     training.setdefault("startTime", st.now)
     deadline = spec_training.get("activeDeadlineSeconds")
     started = _parse_ts(training.get("startTime"))
-    if deadline and started and (now - started).total_seconds() > int(deadline):
+    if deadline and started and training_seconds(training, started, now) > int(deadline):
         d.delete_pods += [p["metadata"]["name"] for p in train_pods]
         d.delete_pytorchjob = obs.pytorchjob is not None
         _fail(
@@ -446,6 +451,22 @@ def _training_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, now: d
     else:
         msg = outcome.blocker[1] if outcome.blocker else "waiting for the training pods to start"
         st.cond(S.TRAINING_RUNNING, True, "PodsPending", msg)
+
+
+def training_seconds(training: dict[str, Any], started: datetime, now: datetime) -> float:
+    """What training.activeDeadlineSeconds measures: wall time since status.training.startTime
+    minus status.training.suspendedSeconds (the time the job spent suspended since then)."""
+    return (now - started).total_seconds() - float(training.get("suspendedSeconds") or 0)
+
+
+def _account_suspension(training: dict[str, Any] | None, now: datetime) -> None:
+    """On resume: add the suspended interval to status.training.suspendedSeconds."""
+    suspended_at = _parse_ts((training or {}).get("suspendedAt"))
+    if training is None or suspended_at is None:
+        return
+    training.pop("suspendedAt")
+    seconds = max(0.0, (now - suspended_at).total_seconds())
+    training["suspendedSeconds"] = int(float(training.get("suspendedSeconds") or 0) + seconds)
 
 
 def _training_succeeded(job: JobRef, st: _Status, obs: Observed) -> None:
