@@ -85,7 +85,7 @@ SCENARIOS: dict[str, dict] = {
         "podLabels": {"team": "ml"},
         "metrics": {"port": 9090, "service": {"type": "ClusterIP", "annotations": {"a": "b"}}},
         "health": {"port": 9091},
-        "worker": {"image": "registry.example.com/denas/worker:0.1.0-rc1"},
+        "worker": {"image": "registry.example.com/denas/worker:0.1.0-rc1", "runAsUser": 1000710000},
         "verbose": True,
         "extraArgs": ["--priority=10"],
         "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
@@ -336,9 +336,14 @@ def test_every_knob_reaches_the_deployment(rendered):
     assert container["args"][-2:] == ["--verbose", "--priority=10"]
     assert "--metrics-port=9090" in container["args"]
     assert "--liveness=http://0.0.0.0:9091/healthz" in container["args"]
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9090, "health": 9091}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "metrics": 9090,
+        "health": 9091,
+        "ready": 8082,
+    }
     env = _env(objects)
     assert env["DENAS_DEFAULT_WORKER_IMAGE"] == values["worker"]["image"]
+    assert env["DENAS_WORKER_RUN_AS_USER"] == str(values["worker"]["runAsUser"])
     assert env["HTTPS_PROXY"] == "http://proxy:3128"
     service = one(objects, "Service")
     assert service["spec"]["ports"][0]["port"] == 9090 and service["metadata"]["annotations"] == {"a": "b"}
@@ -372,3 +377,12 @@ def test_notes_tell_how_to_upgrade_the_crds(chart):
     assert "kubectl apply --server-side -f deploy/crds/" in notes
     ns_notes = chart.render(copy.deepcopy(SCENARIOS["namespaced"]), name=RELEASE, namespace=NAMESPACE)
     assert "team-a, team-b" in ns_notes["denas-operator/templates/NOTES.txt"]
+
+
+def test_worker_uid_is_a_value_and_null_leaves_it_to_the_image(chart):
+    default = _env(render(chart, {}))
+    assert default["DENAS_WORKER_RUN_AS_USER"] == "1000"  # the worker image's user
+    assert _env(render(chart, {"worker": {"runAsUser": None}}))["DENAS_WORKER_RUN_AS_USER"] == ""
+    assert (
+        _env(render(chart, {"worker": {"runAsUser": 1000710000}}))["DENAS_WORKER_RUN_AS_USER"] == "1000710000"
+    )

@@ -268,5 +268,9 @@ def test_operator_accepts_the_arguments_the_deployment_passes(builds, build):
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert args.metrics_port == ports["metrics"]
     assert args.liveness == f"http://0.0.0.0:{ports['health']}/healthz"
+    assert args.readiness == f"http://0.0.0.0:{ports['ready']}/readyz"
+    probes = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
+    assert probes[0] == {"path": "/healthz", "port": "health"}  # not stuck (kopf's event loop answers)
+    assert probes[1] == {"path": "/readyz", "port": "ready"}  # watching and caught up: not the liveness probe
     assert args.all_namespaces or args.namespace
     assert bool(args.peering) == (deployment["spec"]["replicas"] > 1)

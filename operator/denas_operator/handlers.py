@@ -16,10 +16,13 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
+from . import health
 from . import metrics as M
 from . import names as n
 from .api import Forbidden, Kube
+from .health import Readiness
 from .kube import Reconciler
+from .peering import PeeringWatch
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,11 @@ class Runtime:
 
     reconciler: Reconciler | None = None
     metrics_port: int | None = 8080
+    readiness = Readiness()
+    readiness_url: str | None = None
+    namespaces: list[str] | None = None  # None: cluster-wide
+    peering: tuple[str, str, int] | None = None  # (name, own kopf identity, priority)
+    background: set[asyncio.Task] = set()
 
 
 RUNTIME = Runtime()
@@ -79,10 +87,34 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # API calls of many jobs' reconciles run in threads (the official client is synchronous).
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, thread_name_prefix="denas-api"))
     _configure_client()
-    _reconciler()
+    rec = _reconciler()
     if RUNTIME.metrics_port:
         M.serve(RUNTIME.metrics_port)
         log.info("metrics on :%d/metrics", RUNTIME.metrics_port)
+    await _start_health(rec)
+
+
+async def _start_health(rec: Reconciler) -> None:
+    """Readiness: the jobs that exist now must each be reconciled once (kopf's start-up events
+    trigger that); with --peering, follow the pause to drop stale gauges (peering.py)."""
+    rec.on_reconciled = RUNTIME.readiness.reconciled
+    RUNTIME.readiness.expect(await health.list_jobs(RUNTIME.namespaces) or set())
+    if RUNTIME.readiness_url:
+        health.serve(RUNTIME.readiness_url, RUNTIME.readiness)
+    if RUNTIME.peering:
+        name, identity, priority = RUNTIME.peering
+
+        def on_change(paused: bool) -> None:
+            RUNTIME.readiness.paused = paused
+            if paused:
+                rec.metrics.pause()
+                return
+            rec.metrics.resume({key: body.get("status") or {} for key, body in rec.jobs.items()})
+            RUNTIME.readiness.expect({key for key in rec.jobs if not rec.finished_for_good(*key)})
+
+        watch = PeeringWatch(name, RUNTIME.namespaces, identity, priority, on_change)
+        task = asyncio.get_running_loop().create_task(watch.run())
+        RUNTIME.background.add(task)
 
 
 def _configure_client() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,6 +111,7 @@ class Reconciler:
         self._last_reconcile: dict[tuple[str, str], float] = {}
         self._first_pending: dict[tuple[str, str], float] = {}  # new jobs not reconciled yet
         self._tasks: set[asyncio.Task] = set()
+        self.on_reconciled: Callable[[tuple[str, str]], None] = lambda key: None  # readiness
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         self.jobs.pop((namespace, name), None)
@@ -123,6 +124,7 @@ class Reconciler:
             self._statuses.pop(uid, None)
             self._worker_rbac.discard(uid)
         self.metrics.forget(namespace, name)
+        self.on_reconciled((namespace, name))  # a deleted job needs no reconcile to be caught up
 
     def trigger_soon(self, namespace: str, name: str, delay: float = 0.0) -> None:
         """Reconcile in the background, after `delay`; triggers arriving meanwhile join this one.
@@ -237,6 +239,7 @@ class Reconciler:
             log.exception("reconcile of %s failed", body["metadata"].get("name"))
         finally:
             M.RECONCILE_SECONDS.observe(time.monotonic() - started)
+            self.on_reconciled(key)
 
     def _store(self, index: Any, key: tuple[str, str]) -> Iterable[dict[str, Any]]:
         try:

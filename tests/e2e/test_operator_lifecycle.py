@@ -79,8 +79,10 @@ def test_job_searches_then_trains_and_succeeds(cluster, operator, job_name):
     text = operator.metrics()
     assert metric_value(text, "denas_jobs", phase="Succeeded") >= 1
     assert metric_value(text, "denas_jobs_created_total") >= 1
-    assert metric_value(text, "denas_job_search_generation", job=job_name) == 2
-    assert metric_value(text, "denas_job_training_metric", job=job_name) is not None
+    labels = {"denasjob": job_name, "denasjob_namespace": cluster.namespace}
+    assert operator.readiness() == (200, "watching and caught up\n")
+    assert metric_value(text, "denas_job_search_generation", **labels) == 2
+    assert metric_value(text, "denas_job_training_metric", **labels) is not None
     assert "pod=" not in text and not re.search(r'hash="', text)
 
 
