@@ -358,3 +358,33 @@ def test_search_backoff_defaults_from_the_crd():
             body(body()["spec"], d.status), Observed(pods=[pod(search0, "Failed", 1)], configmaps=cms()), NOW
         )
         assert cond(d.status, "Failed") is None and d.status["search"]["restarts"] == restarts
+
+
+def _kubeflow_training(**training):
+    spec, status, search0, _ = _training_job(backend="kubeflow", **training)
+    obs = Observed(pods=[search0], configmaps=cms(RESULT), kubeflow_installed=True)
+    d = decide(body(spec, status), obs, NOW)
+    (ptj,) = [o for o in d.create if o["kind"] == "PyTorchJob"]
+    return spec, d.status, search0, ptj
+
+
+def test_kubeflow_edit_replaces_the_pytorchjob():
+    spec, status, search0, ptj = _kubeflow_training()
+    running = {**ptj, "status": {"conditions": [{"type": "Running", "status": "True"}]}}
+    obs = Observed(pods=[search0], configmaps=cms(RESULT), kubeflow_installed=True, pytorchjob=running)
+    same = decide(body(spec, status), obs, NOW)
+    assert not same.delete_pytorchjob and not created(same, "PyTorchJob")  # unchanged spec: left running
+    edited = {**spec, "training": {**spec["training"], "replicas": 3}}
+    d = decide(body(edited, same.status, 2), obs, NOW)
+    assert d.delete_pytorchjob and cond(d.status, "TrainingRunning")["reason"] == "Restarting"
+    gone = Observed(pods=[search0], configmaps=cms(RESULT), kubeflow_installed=True, pytorchjob=None)
+    d = decide(body(edited, d.status, 2), gone, NOW)
+    (new,) = [o for o in d.create if o["kind"] == "PyTorchJob"]
+    assert new["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2  # 3 nodes: master + 2 workers
+
+
+def test_kubeflow_edit_of_fields_outside_the_pods_keeps_the_pytorchjob():
+    spec, status, search0, ptj = _kubeflow_training()
+    obs = Observed(pods=[search0], configmaps=cms(RESULT), kubeflow_installed=True, pytorchjob=ptj)
+    d = decide(body({**spec, "ttlSecondsAfterFinished": 60}, status, 2), obs, NOW)
+    assert not d.delete_pytorchjob

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from . import names as n
-from .pods import JobRef, child_metadata, stable_hash, training_command
+from .pods import JobRef, child_metadata, group_template_hash, stable_hash, training_command
 
 
 def job_manifest(job: JobRef, *, copy_spec: bool = True) -> dict[str, Any]:
@@ -123,10 +123,13 @@ def build_pytorchjob(job: JobRef, training_pods: list[dict[str, Any]]) -> dict[s
     }
     if training.get("activeDeadlineSeconds"):
         run_policy["activeDeadlineSeconds"] = int(training["activeDeadlineSeconds"])
+    metadata = child_metadata(job, n.pytorchjob(job.name), "train")
+    # Spec edits replace the PyTorchJob (its controller does not roll running pods on an update).
+    metadata["annotations"] = {n.ANNOTATION_TEMPLATE_HASH: group_template_hash(job.spec, "train")}
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
-        "metadata": child_metadata(job, n.pytorchjob(job.name), "train"),
+        "metadata": metadata,
         "spec": {
             "nprocPerNode": str(training.get("nprocPerNode", 1)),
             "runPolicy": run_policy,

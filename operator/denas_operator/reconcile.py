@@ -38,7 +38,14 @@ from .objects import (
     build_worker_rbac,
     spec_hash,
 )
-from .pods import JobRef, build_search_pods, build_training_pods, search_dir, train_dir
+from .pods import (
+    JobRef,
+    build_search_pods,
+    build_training_pods,
+    group_template_hash,
+    search_dir,
+    train_dir,
+)
 from .podstate import pod_state
 from .rejections import INVALID
 
@@ -499,6 +506,16 @@ def _kubeflow_training(job: JobRef, st: _Status, obs: Observed, d: Decision) -> 
         d.create.append(build_pytorchjob(job, build_training_pods(job)))
         st.cond(S.TRAINING_RUNNING, True, "PyTorchJobCreated", f"created PyTorchJob {n.pytorchjob(job.name)}")
         return
+    if _pytorchjob_stale(job, obs.pytorchjob):
+        # A spec edit: replace it (deleted now, created again once gone); it resumes from train/.
+        d.delete_pytorchjob = not (obs.pytorchjob.get("metadata") or {}).get("deletionTimestamp")
+        st.cond(
+            S.TRAINING_RUNNING,
+            True,
+            "Restarting",
+            f"the spec changed: replacing PyTorchJob {n.pytorchjob(job.name)} (it resumes from its checkpoint)",
+        )
+        return
     conditions = (obs.pytorchjob.get("status") or {}).get("conditions") or []
     last = next((c for c in reversed(conditions) if c.get("status") == "True"), None)
     kind = (last or {}).get("type", "Created")
@@ -509,6 +526,12 @@ def _kubeflow_training(job: JobRef, st: _Status, obs: Observed, d: Decision) -> 
         _fail(st, "TrainingFailed", msg)
     else:
         st.cond(S.TRAINING_RUNNING, True, f"PyTorchJob{kind}", msg)
+
+
+def _pytorchjob_stale(job: JobRef, ptj: dict[str, Any]) -> bool:
+    """Made from an older spec (a PyTorchJob of an operator before the hash: left be)."""
+    have = ((ptj.get("metadata") or {}).get("annotations") or {}).get(n.ANNOTATION_TEMPLATE_HASH)
+    return have is not None and have != group_template_hash(job.spec, "train")
 
 
 def _finished(job: JobRef, st: _Status, obs: Observed, d: Decision, now: datetime) -> None:
