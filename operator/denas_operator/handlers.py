@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 CHILD = {n.LABEL_JOB: kopf.PRESENT}
 TIMER_INTERVAL_S = 5.0
 CHILD_DEBOUNCE_S = 0.2  # children's events within this window make one reconcile
+FINALIZE_TIMEOUT_S = 10.0  # the delete handler's bound: a job's deletion never waits longer
 
 
 class JobsOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -214,19 +215,27 @@ async def periodic(namespace: str, name: str, body: kopf.Body, **kwargs: Any) ->
 
 @kopf.on.delete(n.GROUP, n.VERSION, n.PLURAL)
 async def job_deleted(namespace: str, name: str, uid: str, **kwargs: Any) -> None:
-    """Owner references let the garbage collector remove the children; the pods go right away
-    so their CPUs free up before the collector gets to them."""
+    """Best effort, never blocking: the pods go right away so their CPUs free up before the
+    garbage collector gets to them (owner references remove every child anyway). Whatever the
+    API answers (a 5xx, a 403, a slow server during an uninstall), kopf releases the finalizer
+    once this returns: deleting a job never waits on its children."""
     rec = _attach(kwargs["pods_by_job"], kwargs["configmaps_by_job"], kwargs["services_by_job"])
-    try:
+
+    async def delete_pods() -> None:
         for pod in list(kwargs["pods_by_job"].get((namespace, name), [])):
             await rec.kube.delete_pod(namespace, pod["metadata"]["name"], pod["metadata"].get("uid"))
-    except Forbidden as exc:
-        raise kopf.PermanentError(
-            f"cannot {exc}: the garbage collector will remove the pods via their owner references; "
-            "grant the operator `delete` on pods (RBAC.md) for prompt cleanup"
-        ) from exc
-    except ApiException as exc:
-        raise kopf.TemporaryError(
-            f"deleting the pods of {name} failed ({exc.status}); retrying", delay=5
-        ) from exc
+
+    try:
+        await asyncio.wait_for(delete_pods(), FINALIZE_TIMEOUT_S)
+    except (Forbidden, ApiException, TimeoutError) as exc:
+        log.warning(
+            "%s/%s: deleting its pods failed (%s); the garbage collector removes them through their "
+            "owner references%s",
+            namespace,
+            name,
+            exc,
+            " (grant the operator delete on pods for prompt cleanup, RBAC.md)"
+            if isinstance(exc, Forbidden)
+            else "",
+        )
     rec.forget(namespace, name, uid)

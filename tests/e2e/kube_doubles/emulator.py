@@ -102,6 +102,8 @@ class DenasEmulator(kmock.KubernetesEmulator):
     # (plural, namespace) -> (HTTP status, reason, message): creates answer this, as ResourceQuota,
     # LimitRange, PodSecurity admission or a webhook would (tests; the message is the server's own).
     rejections: dict = attrs.field(factory=dict, init=False)
+    # (plural, namespace) -> (HTTP status, reason, message) answered to deletes (tests).
+    delete_rejections: dict = attrs.field(factory=dict, init=False)
     # (plural, namespace, name) -> time.monotonic() of the first create: benchmarks read it.
     created_at: dict = attrs.field(factory=dict, init=False)
     # (action, plural, subresource) -> requests served: benchmarks report where the calls go.
@@ -271,6 +273,8 @@ class DenasEmulator(kmock.KubernetesEmulator):
             if request.action == enums.action.CREATE
             else None
         )
+        if request.action == enums.action.DELETE and request.resource is not None:
+            rejection = self.delete_rejections.get((request.resource.plural, request.namespace))
         if rejection:
             status, reason, message = rejection
             raise kmock.KubernetesError(status=status, reason=reason, message=message)
