@@ -173,6 +173,8 @@ def main() -> int:
             str(metrics_port),
             "--liveness",
             f"http://127.0.0.1:{live_port}/healthz",
+            "--readiness",
+            f"http://127.0.0.1:{free_port()}/readyz",  # not the default port: runs may overlap
         ],
         env=dict(os.environ, KUBECONFIG=str(server.kubeconfig)),
         stdout=log,
