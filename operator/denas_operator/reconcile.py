@@ -17,16 +17,12 @@ Spec edits while the job runs (documented in the operator README):
 from __future__ import annotations
 
 import copy
-import functools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from denas import status as S
-from denas.job import API_VERSION as JOB_API_VERSION
-from denas.job import KIND as JOB_KIND
-from denas.job import validate_manifest, validate_name
 
 from . import names as n
 from .groups import GroupOutcome, reconcile_group
@@ -48,6 +44,8 @@ from .pods import (
 )
 from .podstate import pod_state
 from .rejections import INVALID
+from .suspension import account_suspension, training_seconds
+from .validation import validate_body
 
 BLOCKED = "Blocked"
 MAX_STATUS_STRUCTURE_BYTES = 256 * 1024
@@ -89,49 +87,6 @@ def _parse_ts(text: str | None) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-def validate_body(body: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
-    """The defaulted spec, or the API server's error lines for a spec that skipped validation."""
-    meta = body.get("metadata") or {}
-    # Many jobs share a spec (a campaign, a benchmark burst): validate each spec once, under a
-    # stand-in name, and each job's own name apart (the root rules that read only metadata).
-    key = json.dumps(
-        [body.get("apiVersion", JOB_API_VERSION), body.get("kind", JOB_KIND), body.get("spec")],
-        sort_keys=True,
-        default=str,
-    )
-    spec, errors = _validate_cached(key)
-    name_errors = _validate_name_cached(meta.get("name") if isinstance(meta.get("name"), str) else None)
-    if name_errors:
-        return None, [*name_errors, *errors]
-    return spec, list(errors)  # shared with the cache: the builders never mutate a spec
-
-
-STAND_IN_NAME = "denasjob"
-
-
-@functools.lru_cache(maxsize=2048)
-def _validate_cached(key: str) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
-    # Validation (schema + CEL) costs milliseconds and the spec only changes with the generation:
-    # the level-based timer re-validates nothing it has seen before.
-    api_version, kind, spec = json.loads(key)
-    manifest = {"apiVersion": api_version, "kind": kind, "metadata": {"name": STAND_IN_NAME}, "spec": spec}
-    if spec is None:
-        return None, ("spec: Required value",)
-    try:
-        errors = validate_manifest(manifest)
-    except Exception as exc:  # a validator crash must not take the operator down
-        return None, (f"spec: Invalid value: {exc}",)
-    return (None, tuple(errors)) if errors else (manifest["spec"], ())
-
-
-@functools.lru_cache(maxsize=4096)
-def _validate_name_cached(name: str | None) -> tuple[str, ...]:
-    try:
-        return tuple(validate_name(name))
-    except Exception as exc:  # as above
-        return (f"metadata.name: Invalid value: {exc}",)
 
 
 def _read_json(cm: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
@@ -233,7 +188,7 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
     st.st.setdefault("startTime", st.now)
     if st.is_true(S.SUSPENDED):
         st.cond(S.SUSPENDED, False, "Resumed", "resumed from the last checkpoint")
-    _account_suspension(st.st.get("training"), now)
+    account_suspension(st.st.get("training"), now)
     if not spec.get("serviceAccountName") and not obs.worker_rbac:
         d.create += build_worker_rbac(job)  # before any pod: pods name this account
 
@@ -458,22 +413,6 @@ def _training_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, now: d
     else:
         msg = outcome.blocker[1] if outcome.blocker else "waiting for the training pods to start"
         st.cond(S.TRAINING_RUNNING, True, "PodsPending", msg)
-
-
-def training_seconds(training: dict[str, Any], started: datetime, now: datetime) -> float:
-    """What training.activeDeadlineSeconds measures: wall time since status.training.startTime
-    minus status.training.suspendedSeconds (the time the job spent suspended since then)."""
-    return (now - started).total_seconds() - float(training.get("suspendedSeconds") or 0)
-
-
-def _account_suspension(training: dict[str, Any] | None, now: datetime) -> None:
-    """On resume: add the suspended interval to status.training.suspendedSeconds."""
-    suspended_at = _parse_ts((training or {}).get("suspendedAt"))
-    if training is None or suspended_at is None:
-        return
-    training.pop("suspendedAt")
-    seconds = max(0.0, (now - suspended_at).total_seconds())
-    training["suspendedSeconds"] = int(float(training.get("suspendedSeconds") or 0) + seconds)
 
 
 def _training_succeeded(job: JobRef, st: _Status, obs: Observed) -> None:
