@@ -30,8 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
-from denas_operator.testing.emulator import EmulatorServer
 from kubernetes import client, config
+
+# The emulator is a test double: it lives with the e2e tests, not in the shipped package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+from kube_doubles.emulator import EmulatorServer  # noqa: E402
 
 GROUP, VERSION, PLURAL = "denas.io", "v1alpha1", "denasjobs"
 
@@ -170,6 +173,8 @@ def main() -> int:
             str(metrics_port),
             "--liveness",
             f"http://127.0.0.1:{live_port}/healthz",
+            "--readiness",
+            f"http://127.0.0.1:{free_port()}/readyz",  # not the default port: runs may overlap
         ],
         env=dict(os.environ, KUBECONFIG=str(server.kubeconfig)),
         stdout=log,

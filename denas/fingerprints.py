@@ -23,8 +23,12 @@ def stable_hash(obj: Any, length: int = 10) -> str:
 
 
 def search_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec fields the search result depends on (search replicas/resources left out)."""
-    search = {k: v for k, v in (spec.get("search") or {}).items() if k not in ("replicas", "resources")}
+    """The spec fields the search result depends on (search replicas/resources/backoffLimit left out)."""
+    search = {
+        k: v
+        for k, v in (spec.get("search") or {}).items()
+        if k not in ("replicas", "resources", "backoffLimit")
+    }
     return {
         "domain": spec.get("domain"),
         "searchSpace": spec.get("searchSpace"),

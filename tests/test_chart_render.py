@@ -88,6 +88,7 @@ SCENARIOS: dict[str, dict] = {
         "worker": {
             "image": "registry.example.com/denas/worker:0.1.0-rc1",
             "imagePullSecrets": [{"name": "corp-mirror"}, {"name": "regcred"}],
+            "runAsUser": 1000710000,
         },
         # Helm merges maps: null drops the default's key.
         "networkPolicy": {
@@ -345,9 +346,14 @@ def test_every_knob_reaches_the_deployment(rendered):
     assert container["args"][-2:] == ["--verbose", "--priority=10"]
     assert "--metrics-port=9090" in container["args"]
     assert "--liveness=http://0.0.0.0:9091/healthz" in container["args"]
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9090, "health": 9091}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "metrics": 9090,
+        "health": 9091,
+        "ready": 8082,
+    }
     env = _env(objects)
     assert env["DENAS_DEFAULT_WORKER_IMAGE"] == values["worker"]["image"]
+    assert env["DENAS_WORKER_RUN_AS_USER"] == str(values["worker"]["runAsUser"])
     assert env["HTTPS_PROXY"] == "http://proxy:3128"
     service = one(objects, "Service")
     assert service["spec"]["ports"][0]["port"] == 9090 and service["metadata"]["annotations"] == {"a": "b"}
@@ -425,3 +431,12 @@ def test_network_policy_rbac_lets_the_operator_create_the_jobs_policies(rendered
 def test_pull_secrets_default_reaches_the_operator_env(rendered):
     assert _env(rendered["everything-set"])["DENAS_DEFAULT_IMAGE_PULL_SECRETS"] == "corp-mirror,regcred"
     assert "DENAS_DEFAULT_IMAGE_PULL_SECRETS" not in _env(rendered["default"])
+
+
+def test_worker_uid_is_a_value_and_null_leaves_it_to_the_image(chart):
+    default = _env(render(chart, {}))
+    assert default["DENAS_WORKER_RUN_AS_USER"] == "1000"  # the worker image's user
+    assert _env(render(chart, {"worker": {"runAsUser": None}}))["DENAS_WORKER_RUN_AS_USER"] == ""
+    assert (
+        _env(render(chart, {"worker": {"runAsUser": 1000710000}}))["DENAS_WORKER_RUN_AS_USER"] == "1000710000"
+    )

@@ -54,7 +54,7 @@ SEARCH_POD_METRICS = (
 def _missing_series(dashboard: dict, only_search_pods: bool) -> list[str]:
     series = exported_series()
     used = {name for expr in _queries(dashboard) for name in re.findall(r"\bdenas_\w+", expr)}
-    used -= {"denas_job"}  # the label the PodMonitor relabels the pod's denas.io/job-name to
+    used -= {"denasjob"}  # the label the PodMonitor relabels the pod's denas.io/job-name to
     used = {u for u in used if u.startswith(SEARCH_POD_METRICS) == only_search_pods}
     return sorted(used - set(series))
 
@@ -109,10 +109,19 @@ def test_pod_series_get_the_job_label_the_dashboard_filters_on():
         relabel = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
         assert {
             "sourceLabels": ["__meta_kubernetes_pod_label_denas_io_job_name"],
-            "targetLabel": "denas_job",
+            "targetLabel": "denasjob",
         } in relabel
 
 
-def test_service_monitor_keeps_the_per_job_namespace_and_job_labels():
+def test_service_monitor_needs_no_honor_labels_as_no_label_collides_with_target_labels():
+    from denas_operator import metrics
+
     objects = kustomize_build(ROOT / "deploy" / "overlays" / "monitoring")
-    assert one(objects, "ServiceMonitor")["spec"]["endpoints"][0]["honorLabels"] is True
+    assert not one(objects, "ServiceMonitor")["spec"]["endpoints"][0].get("honorLabels")
+    with helm.Chart.load(ROOT / "charts" / "denas-operator") as chart:
+        rendered = chart.render({"metrics": {"serviceMonitor": {"enabled": True}}}, name="d", namespace="d")
+    monitor = load_docs(rendered["denas-operator/templates/servicemonitor.yaml"])[0]
+    assert not monitor["spec"]["endpoints"][0].get("honorLabels")
+    labels = {label for m in vars(metrics).values() if hasattr(m, "_labelnames") for label in m._labelnames}
+    assert not labels & {"job", "namespace", "instance", "pod", "service", "container", "endpoint"}, labels
+    assert {"denasjob", "denasjob_namespace"} <= labels

@@ -268,5 +268,21 @@ def test_operator_accepts_the_arguments_the_deployment_passes(builds, build):
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert args.metrics_port == ports["metrics"]
     assert args.liveness == f"http://0.0.0.0:{ports['health']}/healthz"
+    assert args.readiness == f"http://0.0.0.0:{ports['ready']}/readyz"
+    probes = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
+    assert probes[0] == {"path": "/healthz", "port": "health"}  # not stuck (kopf's event loop answers)
+    assert probes[1] == {"path": "/readyz", "port": "ready"}  # watching and caught up: not the liveness probe
     assert args.all_namespaces or args.namespace
     assert bool(args.peering) == (deployment["spec"]["replicas"] > 1)
+
+
+def test_uninstall_friendly_crd_categories_keep_denasjobs_out_of_kubectl_get_all():
+    """`kubectl get all` (and tools that delete "all") must not reach DeNASJobs: category denas only."""
+    from denas.job import crd
+
+    assert crd()["spec"]["names"]["categories"] == ["denas"]
+    for path in (
+        ROOT / "deploy" / "crds" / "denasjobs.denas.io.yaml",
+        ROOT / "charts" / "denas-operator" / "crds" / "denasjobs.denas.io.yaml",
+    ):
+        assert load_docs(path.read_text())[0]["spec"]["names"]["categories"] == ["denas"]

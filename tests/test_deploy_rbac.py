@@ -90,8 +90,9 @@ def _client_calls(tree: ast.AST, names: dict[str, str]) -> set[tuple[str, str]]:
             match = CLIENT_CALL.match(func.attr.removesuffix("_for_all_namespaces"))
             assert match and match.group(1) in VERBS, f"unknown client call {func.attr} (line {node.lineno})"
             verb, _, kind, status = match.groups()
-            if kind == "custom_object":
-                group, plural = _value(args[0], names), _value(args[3], names)
+            if kind in ("custom_object", "cluster_custom_object"):
+                plural_at = 3 if kind == "custom_object" else 2  # (group, version, [namespace,] plural)
+                group, plural = _value(args[0], names), _value(args[plural_at], names)
                 assert group and plural, f"cannot resolve the resource of {func.attr} on line {node.lineno}"
                 needs.add((f"{group}/{plural}{'/status' if status else ''}", VERBS[verb]))
             else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import yaml
 from denas_operator import names as n
 from denas_operator.objects import (
@@ -63,7 +65,10 @@ def test_every_pod_meets_pod_security_restricted():
         for c in spec["containers"] + spec.get("initContainers", []):
             sc = c["securityContext"]
             assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
-            assert sc["readOnlyRootFilesystem"] is True and sc["runAsUser"] == 1000
+            assert (
+                sc["readOnlyRootFilesystem"] is True
+                and sc["runAsUser"] == spec["securityContext"]["runAsUser"]
+            )
         mounts = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
         assert "/tmp" in mounts  # the only writable place besides the state volume
         assert spec["restartPolicy"] == "Never"
@@ -250,3 +255,70 @@ def test_search_pods_and_the_training_master_serve_metrics_on_the_port_named_met
     kubeflow = build_pytorchjob(j, build_training_pods(j))["spec"]["pytorchReplicaSpecs"]
     master_ports = kubeflow["Master"]["template"]["spec"]["containers"][0]["ports"]
     assert {"name": "metrics", "containerPort": 9400} in master_ports
+
+
+def test_operator_upgrade_env_changes_leave_the_template_hash_alone(monkeypatch):
+    """The operator's own defaults (worker image, uid) shape the pods but not the hash that decides
+    whether running pods are stale: reconfiguring or upgrading the operator restarts no job."""
+
+    def hashes(j: JobRef) -> list[str]:
+        pods = build_search_pods(j) + build_training_pods(j)
+        return [p["metadata"]["annotations"][n.ANNOTATION_TEMPLATE_HASH] for p in pods]
+
+    base = {"training": {"replicas": 2}}
+    monkeypatch.delenv("DENAS_DEFAULT_WORKER_IMAGE", raising=False)
+    monkeypatch.delenv("DENAS_WORKER_RUN_AS_USER", raising=False)
+    before = hashes(job(**base))
+    monkeypatch.setenv("DENAS_DEFAULT_WORKER_IMAGE", "mirror.example.com/denas/worker:0.2.0")
+    monkeypatch.setenv("DENAS_WORKER_RUN_AS_USER", "2000")
+    new_pod = build_search_pods(job(**base))[0]
+    assert new_pod["spec"]["containers"][0]["image"].endswith(":0.2.0")  # new pods: new defaults
+    assert hashes(job(**base)) == before
+    # Fields that do not shape pods (or that a CRD upgrade defaults) leave it alone too ...
+    quiet = job(
+        training={"replicas": 2, "backoffLimit": 7, "activeDeadlineSeconds": 60},
+        search={"population": 4, "generations": 2, "backoffLimit": 9},
+        ttlSecondsAfterFinished=5,
+    )
+    assert hashes(quiet) == before
+    # ... while the user's pod-shaping edits change it.
+    assert hashes(job(**base, image="x:1")) != before
+    edited = hashes(job(training={"replicas": 2, "resources": {"limits": {"cpu": "2"}}}))
+    assert edited[0] == before[0] and edited[1:] != before[1:]  # training edit: search pods stay
+
+
+def test_operator_upgrade_keeps_pods_of_an_older_operator_running():
+    """Pods made by an operator before the spec-derived hash carry no such annotation: kept."""
+    from denas_operator.groups import reconcile_group
+
+    desired = build_search_pods(job())
+    old = json.loads(json.dumps(desired[0]))
+    old["metadata"]["annotations"] = {"denas.io/template-hash": "0123456789"}
+    old["status"] = {"phase": "Running"}
+    out = reconcile_group(desired, [old], lambda s: False, 0, 3)
+    assert out.state == "running" and out.delete == [] and out.create == []
+
+
+def test_worker_uid_comes_from_the_operator_env(monkeypatch):
+    monkeypatch.delenv("DENAS_WORKER_RUN_AS_USER", raising=False)
+    pod = build_search_pods(job())[0]
+    assert pod["spec"]["securityContext"]["runAsUser"] == 1000  # the worker image's user
+    monkeypatch.setenv("DENAS_WORKER_RUN_AS_USER", "12345")
+    for pod in build_search_pods(job()) + build_training_pods(job(training={"replicas": 2})):
+        ids = pod["spec"]["securityContext"]
+        assert ids["runAsUser"] == ids["runAsGroup"] == ids["fsGroup"] == 12345
+        assert all(
+            c["securityContext"]["runAsUser"] == 12345
+            for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", [])
+        )
+        assert restricted_violations(pod) == []
+    monkeypatch.setenv("DENAS_WORKER_RUN_AS_USER", "")  # the image's USER / the platform's uid
+    pod = build_training_pods(job(training={"replicas": 2}))[1]
+    assert (
+        "runAsUser" not in pod["spec"]["securityContext"] and "fsGroup" not in pod["spec"]["securityContext"]
+    )
+    assert all(
+        "runAsUser" not in c["securityContext"]
+        for c in pod["spec"]["containers"] + pod["spec"]["initContainers"]
+    )
+    assert restricted_violations(pod) == []

@@ -299,3 +299,92 @@ def test_jobs_sharing_a_spec_are_judged_by_their_own_names():
     assert failed["reason"] == "InvalidSpec" and "metadata.name" in failed["message"]
     assert d.create == []
     assert created(decide(body(), Observed(), NOW), "Pod")
+
+
+def test_suspend_deadline_excludes_the_suspended_interval():
+    spec, status, search0, train = _training_job(activeDeadlineSeconds=100)
+    running = [pod(p) for p in train]
+    obs = lambda pods: Observed(pods=[search0, *pods], configmaps=cms(RESULT))  # noqa: E731
+    at = lambda s: NOW + timedelta(seconds=s)  # noqa: E731
+    status["training"]["startTime"] = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # 50 s of training, then suspended for an hour (longer than the deadline), then resumed.
+    suspended = decide(body({**spec, "suspend": True}, status, 2), obs(running), at(50))
+    assert suspended.status["training"]["suspendedAt"]
+    resumed = decide(body(spec, suspended.status, 3), obs([]), at(3650))
+    assert cond(resumed.status, "Failed") is None, resumed.status["conditions"]
+    assert resumed.status["training"]["suspendedSeconds"] == 3600
+    assert "suspendedAt" not in resumed.status["training"]
+    # 40 more seconds of training: 90 s in all, within the 100 s deadline ...
+    still = decide(body(spec, resumed.status, 3), obs(running), at(3690))
+    assert cond(still.status, "Failed") is None
+    # ... and at 110 s of training (3710 s of wall time), past it.
+    late = decide(body(spec, still.status, 3), obs(running), at(3710))
+    assert cond(late.status, "Failed")["reason"] == "DeadlineExceeded"
+
+
+def test_suspend_deadline_clock_does_not_start_for_a_job_created_suspended():
+    d = decide(body({**body()["spec"], "suspend": True}), Observed(), NOW)
+    assert "startTime" not in d.status and d.status["phase"] == "Suspended"
+    assert not [o for o in d.create if o["kind"] == "Pod"]
+    d = decide(body(body()["spec"], d.status, 2), Observed(configmaps=cms()), NOW + timedelta(hours=1))
+    assert d.status["startTime"] == (NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_search_backoff_is_its_own_limit_not_trainings():
+    spec = {
+        "domain": "cnn",
+        "search": {"population": 4, "generations": 2, "backoffLimit": 2},
+        "training": {"replicas": 1, "backoffLimit": 0},
+    }
+    d = decide(body(spec), Observed(), NOW)
+    search0 = next(o for o in d.create if o["kind"] == "Pod")
+    for restarts in (1, 2):  # training.backoffLimit 0 would have failed the job at once
+        d = decide(body(spec, d.status), Observed(pods=[pod(search0, "Failed", 1)], configmaps=cms()), NOW)
+        assert cond(d.status, "Failed") is None and d.status["search"]["restarts"] == restarts
+    d = decide(body(spec, d.status), Observed(pods=[pod(search0, "Failed", 1)], configmaps=cms()), NOW)
+    failed = cond(d.status, "Failed")
+    assert failed["reason"] == "SearchFailed" and "backoffLimit is 2" in failed["message"]
+
+
+def test_search_backoff_defaults_from_the_crd():
+    from denas.job import openapi_schema
+
+    search = openapi_schema()["properties"]["spec"]["properties"]["search"]["properties"]
+    assert search["backoffLimit"]["default"] == 3
+    d = decide(body(), Observed(), NOW)  # no search.backoffLimit in the spec: the default applies
+    search0 = next(o for o in d.create if o["kind"] == "Pod")
+    for restarts in (1, 2, 3):
+        d = decide(
+            body(body()["spec"], d.status), Observed(pods=[pod(search0, "Failed", 1)], configmaps=cms()), NOW
+        )
+        assert cond(d.status, "Failed") is None and d.status["search"]["restarts"] == restarts
+
+
+def _kubeflow_training(**training):
+    spec, status, search0, _ = _training_job(backend="kubeflow", **training)
+    obs = Observed(pods=[search0], configmaps=cms(RESULT), kubeflow_installed=True)
+    d = decide(body(spec, status), obs, NOW)
+    (ptj,) = [o for o in d.create if o["kind"] == "PyTorchJob"]
+    return spec, d.status, search0, ptj
+
+
+def test_kubeflow_edit_replaces_the_pytorchjob():
+    spec, status, search0, ptj = _kubeflow_training()
+    running = {**ptj, "status": {"conditions": [{"type": "Running", "status": "True"}]}}
+    obs = Observed(pods=[search0], configmaps=cms(RESULT), kubeflow_installed=True, pytorchjob=running)
+    same = decide(body(spec, status), obs, NOW)
+    assert not same.delete_pytorchjob and not created(same, "PyTorchJob")  # unchanged spec: left running
+    edited = {**spec, "training": {**spec["training"], "replicas": 3}}
+    d = decide(body(edited, same.status, 2), obs, NOW)
+    assert d.delete_pytorchjob and cond(d.status, "TrainingRunning")["reason"] == "Restarting"
+    gone = Observed(pods=[search0], configmaps=cms(RESULT), kubeflow_installed=True, pytorchjob=None)
+    d = decide(body(edited, d.status, 2), gone, NOW)
+    (new,) = [o for o in d.create if o["kind"] == "PyTorchJob"]
+    assert new["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2  # 3 nodes: master + 2 workers
+
+
+def test_kubeflow_edit_of_fields_outside_the_pods_keeps_the_pytorchjob():
+    spec, status, search0, ptj = _kubeflow_training()
+    obs = Observed(pods=[search0], configmaps=cms(RESULT), kubeflow_installed=True, pytorchjob=ptj)
+    d = decide(body({**spec, "ttlSecondsAfterFinished": 60}, status, 2), obs, NOW)
+    assert not d.delete_pytorchjob

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from denas_operator import events as E
+from denas_operator import names as n
 from denas_operator import network, scheduling
 from denas_operator.objects import build_pytorchjob, build_worker_rbac
 from denas_operator.pods import JobRef, build_search_pods, build_training_pods
@@ -53,7 +54,7 @@ def test_pod_template_labels_and_annotations_reach_every_pod_but_never_the_opera
         assert meta["labels"]["cost-center"] == "nas-42"
         assert meta["labels"]["denas.io/job-name"] == "j"  # selectors keep working
         assert meta["annotations"]["example.com/owner"] == "team-a"
-        assert "denas.io/template-hash" in meta["annotations"]
+        assert n.ANNOTATION_TEMPLATE_HASH in meta["annotations"]
     ptj = build_pytorchjob(j, build_training_pods(j))
     for replica in ptj["spec"]["pytorchReplicaSpecs"].values():
         assert replica["template"]["metadata"]["labels"]["cost-center"] == "nas-42"
@@ -63,7 +64,7 @@ def test_pod_template_labels_and_annotations_reach_every_pod_but_never_the_opera
 def test_pod_template_metadata_does_not_change_the_template_hash():
     plain, labelled = job(), job(podTemplate={"metadata": {"labels": {"team": "a"}}})
     hashes = [
-        [p["metadata"]["annotations"]["denas.io/template-hash"] for p in all_pods(j)]
+        [p["metadata"]["annotations"][n.ANNOTATION_TEMPLATE_HASH] for p in all_pods(j)]
         for j in (plain, labelled)
     ]
     assert hashes[0] == hashes[1]  # relabelling a running job does not restart its groups
@@ -94,7 +95,7 @@ def test_pull_secrets_absent_by_default_and_operator_default_change_keeps_the_te
     after = build_search_pods(job())[0]
     assert after["spec"]["imagePullSecrets"] == [{"name": "corp-mirror"}]
     # An operator upgrade with new default secrets does not replace running pods.
-    key = "denas.io/template-hash"
+    key = n.ANNOTATION_TEMPLATE_HASH
     assert after["metadata"]["annotations"][key] == before["metadata"]["annotations"][key]
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
+import os
 import random
+import socket
 import sys
 
 EPILOG = """\
@@ -42,7 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--liveness",
         default="http://0.0.0.0:8081/healthz",
         metavar="URL",
-        help="liveness endpoint for the kubelet's probe ('' disables; default %(default)s)",
+        help="liveness endpoint (kopf's; answers while the event loop is not stuck) for the "
+        "kubelet's probe ('' disables; default %(default)s)",
+    )
+    p.add_argument(
+        "--readiness",
+        default="http://0.0.0.0:8082/readyz",
+        metavar="URL",
+        help="readiness endpoint: 200 once every job that existed at start-up was reconciled (or "
+        "while a paused HA standby), 503 with the reason before ('' disables; default %(default)s)",
     )
     peer = p.add_mutually_exclusive_group()
     peer.add_argument(
@@ -73,6 +84,17 @@ def peering_priority(args: argparse.Namespace) -> int:
     return 0
 
 
+def own_identity() -> str:
+    """This replica's name in the peering object (kopf's convention: the pod name from POD_ID);
+    the operator reads its peers' records with it (peering.py)."""
+    pod = os.environ.get("POD_ID")
+    if pod:
+        return pod
+    return (
+        f"{getpass.getuser()}@{socket.gethostname()}/{os.getpid()}/{random.SystemRandom().randint(0, 2**31)}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.namespace and not args.all_namespaces:
@@ -93,13 +115,21 @@ def main(argv: list[str] | None = None) -> int:
             logging.WARNING
         )  # one INFO line per handler call otherwise
     handlers.RUNTIME.metrics_port = args.metrics_port or None
+    handlers.RUNTIME.readiness_url = args.readiness or None
+    handlers.RUNTIME.namespaces = None if args.all_namespaces else list(args.namespace)
+    priority = peering_priority(args)
+    identity = own_identity()
+    if args.peering:
+        handlers.RUNTIME.peering = (args.peering, identity, priority)
     kopf.run(
         clusterwide=args.all_namespaces,
         namespaces=args.namespace,
         liveness_endpoint=args.liveness or None,
         peering_name=args.peering,
         standalone=not args.peering,
-        priority=peering_priority(args),
+        priority=priority,
+        identity=identity,
+        ready_flag=handlers.RUNTIME.readiness.started,
     )
     return 0
 

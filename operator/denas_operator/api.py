@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from . import names as n
+from .rejections import RBAC, Rejection, api_message, classify
 
 API_TIMEOUT_S = 20
 FAST_LANE_THREADS = 8
@@ -37,12 +38,32 @@ class Forbidden(Exception):
     """The operator's ServiceAccount lacks a permission (HTTP 403)."""
 
 
+class Rejected(Exception):
+    """The API server refused a child for a reason other than the operator's RBAC (quota,
+    LimitRange, PodSecurity, a webhook: 403; an invalid object: 400/422)."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
 class MissingServiceAccount(Exception):
     """A pod was refused because the ServiceAccount it names does not exist (HTTP 403)."""
 
     def __init__(self, namespace: str, account: str) -> None:
         super().__init__(f"ServiceAccount {account} does not exist in namespace {namespace}")
         self.account = account
+
+
+def _spec_fields(obj: dict[str, Any]) -> str:
+    """The DeNASJob fields a child's template comes from, for the user's fix."""
+    group = ((obj.get("metadata") or {}).get("labels") or {}).get("denas.io/group")
+    if obj["kind"] == "Pod" and group in ("search", "train"):
+        section = "search" if group == "search" else "training"
+        return f"pod {obj['metadata']['name']}: spec.{section}.resources, spec.hardware, spec.image"
+    if obj["kind"] == "PyTorchJob":
+        return "spec.training"
+    return ""
 
 
 class Kube:
@@ -114,8 +135,14 @@ class Kube:
                 if kind == "Pod" and account and "service account" in str(exc.body or ""):
                     # The ServiceAccount admission plugin: the account the pod names is missing.
                     raise MissingServiceAccount(ns, account) from exc
-                raise Forbidden(f"create {kind.lower()}s in namespace {ns}") from exc
-            raise
+            rejection = classify(exc.status, exc.body, kind, ns, _spec_fields(obj))
+            if rejection is None:
+                raise
+            if rejection.reason == RBAC:
+                raise Forbidden(
+                    f"create {kind.lower()}s in namespace {ns} ({api_message(exc.body)})"
+                ) from exc
+            raise Rejected(rejection) from exc
 
     async def replace_configmap(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]

@@ -59,7 +59,9 @@ def reconcile_group(
     stale = [
         name
         for name in wanted
-        if name in by_name and template_hash(by_name[name]) != template_hash(wanted[name])
+        if name in by_name
+        and template_hash(by_name[name]) is not None  # an older operator's pod: left to finish
+        and template_hash(by_name[name]) != template_hash(wanted[name])
     ]
 
     if failed or (missing and started):

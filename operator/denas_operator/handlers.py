@@ -16,16 +16,20 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
+from . import health
 from . import metrics as M
 from . import names as n
 from .api import Forbidden, Kube
+from .health import Readiness
 from .kube import Reconciler
+from .peering import PeeringWatch
 
 log = logging.getLogger(__name__)
 
 CHILD = {n.LABEL_JOB: kopf.PRESENT}
 TIMER_INTERVAL_S = 5.0
 CHILD_DEBOUNCE_S = 0.2  # children's events within this window make one reconcile
+FINALIZE_TIMEOUT_S = 10.0  # the delete handler's bound: a job's deletion never waits longer
 
 
 class JobsOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -51,6 +55,11 @@ class Runtime:
 
     reconciler: Reconciler | None = None
     metrics_port: int | None = 8080
+    readiness = Readiness()
+    readiness_url: str | None = None
+    namespaces: list[str] | None = None  # None: cluster-wide
+    peering: tuple[str, str, int] | None = None  # (name, own kopf identity, priority)
+    background: set[asyncio.Task] = set()
 
 
 RUNTIME = Runtime()
@@ -79,10 +88,34 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # API calls of many jobs' reconciles run in threads (the official client is synchronous).
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, thread_name_prefix="denas-api"))
     _configure_client()
-    _reconciler()
+    rec = _reconciler()
     if RUNTIME.metrics_port:
         M.serve(RUNTIME.metrics_port)
         log.info("metrics on :%d/metrics", RUNTIME.metrics_port)
+    await _start_health(rec)
+
+
+async def _start_health(rec: Reconciler) -> None:
+    """Readiness: the jobs that exist now must each be reconciled once (kopf's start-up events
+    trigger that); with --peering, follow the pause to drop stale gauges (peering.py)."""
+    rec.on_reconciled = RUNTIME.readiness.reconciled
+    RUNTIME.readiness.expect(await health.list_jobs(RUNTIME.namespaces) or set())
+    if RUNTIME.readiness_url:
+        health.serve(RUNTIME.readiness_url, RUNTIME.readiness)
+    if RUNTIME.peering:
+        name, identity, priority = RUNTIME.peering
+
+        def on_change(paused: bool) -> None:
+            RUNTIME.readiness.paused = paused
+            if paused:
+                rec.metrics.pause()
+                return
+            rec.metrics.resume({key: body.get("status") or {} for key, body in rec.jobs.items()})
+            RUNTIME.readiness.expect({key for key in rec.jobs if not rec.finished_for_good(*key)})
+
+        watch = PeeringWatch(name, RUNTIME.namespaces, identity, priority, on_change)
+        task = asyncio.get_running_loop().create_task(watch.run())
+        RUNTIME.background.add(task)
 
 
 def _configure_client() -> None:
@@ -182,19 +215,27 @@ async def periodic(namespace: str, name: str, body: kopf.Body, **kwargs: Any) ->
 
 @kopf.on.delete(n.GROUP, n.VERSION, n.PLURAL)
 async def job_deleted(namespace: str, name: str, uid: str, **kwargs: Any) -> None:
-    """Owner references let the garbage collector remove the children; the pods go right away
-    so their CPUs free up before the collector gets to them."""
+    """Best effort, never blocking: the pods go right away so their CPUs free up before the
+    garbage collector gets to them (owner references remove every child anyway). Whatever the
+    API answers (a 5xx, a 403, a slow server during an uninstall), kopf releases the finalizer
+    once this returns: deleting a job never waits on its children."""
     rec = _attach(kwargs["pods_by_job"], kwargs["configmaps_by_job"], kwargs["services_by_job"])
-    try:
+
+    async def delete_pods() -> None:
         for pod in list(kwargs["pods_by_job"].get((namespace, name), [])):
             await rec.kube.delete_pod(namespace, pod["metadata"]["name"], pod["metadata"].get("uid"))
-    except Forbidden as exc:
-        raise kopf.PermanentError(
-            f"cannot {exc}: the garbage collector will remove the pods via their owner references; "
-            "grant the operator `delete` on pods (RBAC.md) for prompt cleanup"
-        ) from exc
-    except ApiException as exc:
-        raise kopf.TemporaryError(
-            f"deleting the pods of {name} failed ({exc.status}); retrying", delay=5
-        ) from exc
+
+    try:
+        await asyncio.wait_for(delete_pods(), FINALIZE_TIMEOUT_S)
+    except (Forbidden, ApiException, TimeoutError) as exc:
+        log.warning(
+            "%s/%s: deleting its pods failed (%s); the garbage collector removes them through their "
+            "owner references%s",
+            namespace,
+            name,
+            exc,
+            " (grant the operator delete on pods for prompt cleanup, RBAC.md)"
+            if isinstance(exc, Forbidden)
+            else "",
+        )
     rec.forget(namespace, name, uid)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from denas import status as S
 
 from . import metrics as M
 from . import names as n
-from .api import Forbidden, Kube, MissingServiceAccount
+from .api import Forbidden, Kube, MissingServiceAccount, Rejected
 from .events import EventRecorder
 from .reconcile import BLOCKED, Decision, Observed, decide
 from .scheduling import is_gated, queue_name
@@ -61,6 +61,27 @@ def _block(d: Decision, reason: str, message: str) -> None:
     )
 
 
+def _reject(d: Decision, rejected: Rejected) -> None:
+    """The API server refused a child: an invalid object fails the job (the same object would be
+    refused again: no retry loop; a spec edit re-evaluates it, see reconcile.decide); quota,
+    LimitRange and admission refusals block it (they clear when the namespace changes; retried)."""
+    r = rejected.rejection
+    if r.invalid:
+        gen = d.status.get("observedGeneration")
+        d.status["conditions"] = S.set_condition(
+            d.status.get("conditions", []), S.FAILED, True, r.reason, r.message, gen
+        )
+        for type_ in (S.SEARCH_RUNNING, S.TRAINING_RUNNING):
+            if any(c.get("type") == type_ for c in d.status["conditions"]):
+                d.status["conditions"] = S.set_condition(
+                    d.status["conditions"], type_, False, r.reason, "", gen
+                )
+        d.status["phase"] = S.phase(d.status["conditions"])
+    else:
+        _block(d, r.reason, r.message)
+    M.RECONCILE_ERRORS.labels(reason=r.reason).inc()
+
+
 def _pod_prerequisite(obj: dict[str, Any]) -> bool:
     if obj["kind"] == "ServiceAccount":
         return True
@@ -93,6 +114,7 @@ class Reconciler:
         self._last_reconcile: dict[tuple[str, str], float] = {}
         self._first_pending: dict[tuple[str, str], float] = {}  # new jobs not reconciled yet
         self._tasks: set[asyncio.Task] = set()
+        self.on_reconciled: Callable[[tuple[str, str]], None] = lambda key: None  # readiness
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         self.jobs.pop((namespace, name), None)
@@ -106,6 +128,7 @@ class Reconciler:
             self._worker_rbac.discard(uid)
             self.events.forget(uid)
         self.metrics.forget(namespace, name)
+        self.on_reconciled((namespace, name))  # a deleted job needs no reconcile to be caught up
 
     def trigger_soon(self, namespace: str, name: str, delay: float = 0.0) -> None:
         """Reconcile in the background, after `delay`; triggers arriving meanwhile join this one.
@@ -220,6 +243,7 @@ class Reconciler:
             log.exception("reconcile of %s failed", body["metadata"].get("name"))
         finally:
             M.RECONCILE_SECONDS.observe(time.monotonic() - started)
+            self.on_reconciled(key)
 
     def _store(self, index: Any, key: tuple[str, str]) -> Iterable[dict[str, Any]]:
         try:
@@ -326,7 +350,9 @@ class Reconciler:
                 raise
             self._statuses[uid] = (time.monotonic(), new_status)
             await self.events.record(meta, old_status, new_status)
-        self.metrics.observe(ns, name, new_status, is_new=not old_status.get("startTime") and bool(patch))
+        self.metrics.observe(
+            ns, name, new_status, is_new=not old_status.get("observedGeneration") and bool(patch)
+        )
         if decision.delete_job:
             log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", ns, name)
             await self.kube.delete_job(ns, name)
@@ -379,6 +405,8 @@ class Reconciler:
                 f"spec.serviceAccountName: {exc}: create it, or remove the field to let the operator "
                 "give the pods their own account",
             )
+        except Rejected as exc:
+            _reject(d, exc)
         except Forbidden as exc:
             _block(
                 d,

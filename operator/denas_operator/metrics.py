@@ -1,4 +1,6 @@
-"""Prometheus metrics of the operator (prefix `denas_`; labels: namespace, job, phase — never pods)."""
+"""Prometheus metrics of the operator (prefix `denas_`; labels: denasjob_namespace, denasjob, phase;
+never pods). Not `namespace`/`job`: Prometheus sets those on every target (they would arrive as
+exported_namespace / exported_job, or need honor_labels)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ RECONCILE_ERRORS = Counter(
     "denas_reconcile_errors_total", "Reconciles that raised or got an API error.", ["reason"]
 )
 
-JOB_LABELS = ["namespace", "job"]
+JOB_LABELS = ["denasjob_namespace", "denasjob"]
 SEARCH_GENERATION = Gauge("denas_job_search_generation", "Search generations completed.", JOB_LABELS)
 SEARCH_GENERATIONS = Gauge("denas_job_search_generations", "Search generations planned.", JOB_LABELS)
 SEARCH_EVALUATED = Gauge("denas_job_search_evaluated", "Candidates scored so far.", JOB_LABELS)
@@ -56,7 +58,27 @@ class JobMetrics:
         for phase in PHASES:
             JOBS.labels(phase=phase).set(0)
 
+    paused = False
+
+    def pause(self) -> None:
+        """A paused HA replica (peering) reconciles nothing: its per-job series and phase counts
+        would freeze beside the active replica's, so it exports none until it resumes."""
+        self.paused = True
+        for namespace, name in list(self.phases):
+            self._remove(namespace, name)
+        self.phases.clear()
+        JOBS.clear()
+
+    def resume(self, statuses: dict[tuple[str, str], dict[str, Any]]) -> None:
+        """Active again: publish the jobs' last statuses (the next reconciles refresh them)."""
+        self.paused = False
+        for (namespace, name), status in statuses.items():
+            self.observe(namespace, name, status)
+        self._publish()
+
     def observe(self, namespace: str, name: str, status: dict[str, Any], is_new: bool = False) -> None:
+        if self.paused:
+            return
         key = (namespace, name)
         old = self.phases.get(key)
         phase = status.get("phase") or "Pending"
@@ -71,20 +93,25 @@ class JobMetrics:
         for gauge, section, field in _PER_JOB:
             value = (status.get(section) or {}).get(field)
             if isinstance(value, int | float):
-                gauge.labels(namespace=namespace, job=name).set(value)
+                gauge.labels(denasjob_namespace=namespace, denasjob=name).set(value)
         self._publish()
 
     def forget(self, namespace: str, name: str) -> None:
         if self.phases.pop((namespace, name), None) is None:
             return
+        self._remove(namespace, name)
+        self._publish()
+
+    def _remove(self, namespace: str, name: str) -> None:
         for gauge, _, _ in _PER_JOB:
             try:
                 gauge.remove(namespace, name)
             except KeyError:
                 pass
-        self._publish()
 
     def _publish(self) -> None:
+        if self.paused:
+            return
         tally = _Tally(self.phases.values())
         for phase in PHASES:
             JOBS.labels(phase=phase).set(tally.get(phase, 0))

@@ -16,7 +16,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 LABEL_JOB = "denas.io/job-name"
 LABEL_ROLE = "denas.io/role"  # search | train-master | train-worker | spec | result | worker-rbac
 LABEL_RANK = "denas.io/rank"
-ANNOTATION_TEMPLATE_HASH = "denas.io/template-hash"  # pods whose template changed are replaced
+# Pods whose spec-derived template changed are replaced. A hash of the job's spec, never of the
+# builders' output: operator upgrades and env (default image, uid) must not restart running jobs.
+# (The key is new: pods of operators before 0.2 carry "denas.io/template-hash" and are left be.)
+ANNOTATION_TEMPLATE_HASH = "denas.io/spec-template-hash"
 ANNOTATION_SPEC_HASH = "denas.io/spec-hash"  # the job.yaml a spec ConfigMap holds
 
 ROLE_SEARCH = "search"

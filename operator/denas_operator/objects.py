@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from . import names as n
-from .pods import JobRef, child_metadata, stable_hash, training_command
+from .pods import JobRef, child_metadata, group_template_hash, stable_hash, training_command
 from .scheduling import KUEUE_QUEUE_LABEL, decorate_service_account, strip_kueue
 
 
@@ -137,6 +137,8 @@ def build_pytorchjob(job: JobRef, training_pods: list[dict[str, Any]], queue: st
     metadata = child_metadata(job, n.pytorchjob(job.name), "train")
     if queue:  # Kueue's kubeflow integration admits (and suspends) the PyTorchJob as a whole
         metadata["labels"][KUEUE_QUEUE_LABEL] = queue
+    # Spec edits replace the PyTorchJob (its controller does not roll running pods on an update).
+    metadata["annotations"] = {n.ANNOTATION_TEMPLATE_HASH: group_template_hash(job.spec, "train")}
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",

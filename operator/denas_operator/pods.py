@@ -71,6 +71,41 @@ def worker_image(spec: dict[str, Any]) -> str:
     return image
 
 
+# Spec fields that never shape a group's pods: editing them (or a CRD upgrade defaulting them)
+# must not replace running pods. podTemplate metadata and imagePullSecrets are added after the
+# hash (scheduling.decorate_pod): they change nothing a running process sees.
+_NOT_IN_PODS = {
+    "": ("suspend", "ttlSecondsAfterFinished", "podTemplate", "imagePullSecrets"),
+    "search": ("backoffLimit",),
+    "training": ("backoffLimit", "activeDeadlineSeconds"),
+}
+
+
+def _pruned(value: Any) -> Any:
+    """Empty objects/lists and nulls removed: a newly defaulted `{}` changes no hash."""
+    if isinstance(value, dict):
+        out = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
+def group_template_hash(spec: dict[str, Any], group: str) -> str:
+    """What decides whether a group's running pods are stale: the spec fields its pods come from.
+    Deliberately not the pods themselves, which also carry the operator's own defaults
+    (DENAS_DEFAULT_WORKER_IMAGE, the pods' uid) and whatever a new operator version adds:
+    upgrading or reconfiguring the operator restarts no running job; groups created afterwards
+    (new jobs, restarts) get the new defaults."""
+    relevant = {k: v for k, v in spec.items() if k not in _NOT_IN_PODS[""]}
+    for section in ("search", "training"):
+        if isinstance(relevant.get(section), dict):
+            relevant[section] = {k: v for k, v in relevant[section].items() if k not in _NOT_IN_PODS[section]}
+    if group == "search":
+        relevant.pop("training", None)  # search pods do not depend on it
+    return stable_hash(_pruned(relevant))
+
+
 def search_dir(job: JobRef) -> str:
     return f"{n.state_dir(job.name, job.spec)}/search-{search_fingerprint(job.spec)}"
 
@@ -112,25 +147,35 @@ def container_resources(user: dict[str, Any] | None, pinned_cpus: int) -> dict[s
     return {"requests": dict(merged), "limits": dict(merged)}
 
 
+DEFAULT_WORKER_UID = 1000  # the worker image's USER (images/Dockerfile.worker)
+
+
+def worker_uid() -> int | None:
+    """The pods' uid/gid/fsGroup: the operator's DENAS_WORKER_RUN_AS_USER (chart value
+    `worker.runAsUser`), 1000 (the worker image's user) when unset; set but empty: none at all,
+    the image's USER runs, or the platform assigns one (OpenShift's restricted SCC)."""
+    value = os.environ.get("DENAS_WORKER_RUN_AS_USER")
+    if value is None:
+        return DEFAULT_WORKER_UID
+    return int(value) if value.strip() else None
+
+
 def restricted_container_security() -> dict[str, Any]:
+    uid = worker_uid()
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
-        "runAsUser": 1000,
+        **({"runAsUser": uid} if uid is not None else {}),
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
 
 def restricted_pod_security() -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": 1000,
-        "runAsGroup": 1000,
-        "fsGroup": 1000,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    uid = worker_uid()
+    ids = {"runAsUser": uid, "runAsGroup": uid, "fsGroup": uid} if uid is not None else {}
+    return {"runAsNonRoot": True, **ids, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def _env_list(env: dict[str, str]) -> list[dict[str, Any]]:
@@ -226,7 +271,7 @@ def _pod(
         spec["affinity"] = copy.deepcopy(hardware["affinity"])
     spec = {k: v for k, v in spec.items() if v is not None}
     metadata = child_metadata(job, name, role, {"denas.io/group": group, n.LABEL_RANK: str(rank)})
-    metadata["annotations"] = {n.ANNOTATION_TEMPLATE_HASH: stable_hash(spec)}
+    metadata["annotations"] = {n.ANNOTATION_TEMPLATE_HASH: group_template_hash(job.spec, group)}
     # After the hash: template metadata and pull secrets change nothing a running process sees.
     return decorate_pod({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}, job.spec)
 

@@ -17,16 +17,12 @@ Spec edits while the job runs (documented in the operator README):
 from __future__ import annotations
 
 import copy
-import functools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from denas import status as S
-from denas.job import API_VERSION as JOB_API_VERSION
-from denas.job import KIND as JOB_KIND
-from denas.job import validate_manifest, validate_name
 
 from . import names as n
 from .groups import GroupOutcome, reconcile_group
@@ -39,9 +35,19 @@ from .objects import (
     build_worker_rbac,
     spec_hash,
 )
-from .pods import JobRef, build_search_pods, build_training_pods, search_dir, train_dir
+from .pods import (
+    JobRef,
+    build_search_pods,
+    build_training_pods,
+    group_template_hash,
+    search_dir,
+    train_dir,
+)
 from .podstate import pod_state
+from .rejections import INVALID
 from .scheduling import kueue_conditions, kueue_pod_group
+from .suspension import account_suspension, training_seconds
+from .validation import validate_body
 
 BLOCKED = "Blocked"
 MAX_STATUS_STRUCTURE_BYTES = 256 * 1024
@@ -84,49 +90,6 @@ def _parse_ts(text: str | None) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-def validate_body(body: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
-    """The defaulted spec, or the API server's error lines for a spec that skipped validation."""
-    meta = body.get("metadata") or {}
-    # Many jobs share a spec (a campaign, a benchmark burst): validate each spec once, under a
-    # stand-in name, and each job's own name apart (the root rules that read only metadata).
-    key = json.dumps(
-        [body.get("apiVersion", JOB_API_VERSION), body.get("kind", JOB_KIND), body.get("spec")],
-        sort_keys=True,
-        default=str,
-    )
-    spec, errors = _validate_cached(key)
-    name_errors = _validate_name_cached(meta.get("name") if isinstance(meta.get("name"), str) else None)
-    if name_errors:
-        return None, [*name_errors, *errors]
-    return spec, list(errors)  # shared with the cache: the builders never mutate a spec
-
-
-STAND_IN_NAME = "denasjob"
-
-
-@functools.lru_cache(maxsize=2048)
-def _validate_cached(key: str) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
-    # Validation (schema + CEL) costs milliseconds and the spec only changes with the generation:
-    # the level-based timer re-validates nothing it has seen before.
-    api_version, kind, spec = json.loads(key)
-    manifest = {"apiVersion": api_version, "kind": kind, "metadata": {"name": STAND_IN_NAME}, "spec": spec}
-    if spec is None:
-        return None, ("spec: Required value",)
-    try:
-        errors = validate_manifest(manifest)
-    except Exception as exc:  # a validator crash must not take the operator down
-        return None, (f"spec: Invalid value: {exc}",)
-    return (None, tuple(errors)) if errors else (manifest["spec"], ())
-
-
-@functools.lru_cache(maxsize=4096)
-def _validate_name_cached(name: str | None) -> tuple[str, ...]:
-    try:
-        return tuple(validate_name(name))
-    except Exception as exc:  # as above
-        return (f"metadata.name: Invalid value: {exc}",)
 
 
 def _read_json(cm: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
@@ -202,6 +165,9 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
         return d
     if st.is_true(S.FAILED) and st.reason(S.FAILED) == "InvalidSpec":
         st.cond(S.FAILED, False, "SpecFixed", "the spec is valid again")
+    if st.is_true(S.FAILED) and st.reason(S.FAILED) == INVALID and _failed_before(st, st.generation):
+        # The API server refused a child as invalid (kube.py): the spec was edited since; try again.
+        st.cond(S.FAILED, False, "SpecChanged", "the spec changed; creating the children again")
 
     job = JobRef.from_body(body, spec)
     if st.is_true(S.SUCCEEDED) or st.is_true(S.FAILED):
@@ -209,7 +175,6 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
         d.status = st.finish()
         return d
 
-    st.st.setdefault("startTime", st.now)
     _ensure_configmaps(job, obs, d)
     if spec.get("suspend"):
         d.delete_pods = active_pods
@@ -218,10 +183,16 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
         st.unset(S.SEARCH_RUNNING, "Suspended")
         st.unset(S.TRAINING_RUNNING, "Suspended")
         st.unset("Queued", "Suspended")  # Kueue: no pods, nothing waits for admission
+        training = st.st.get("training") or {}
+        if training.get("startTime") and not training.get("suspendedAt"):
+            training["suspendedAt"] = st.now  # this interval does not count against the deadline
         d.status = st.finish()
         return d
+    # Like a batch/v1 Job's: set when the job first runs (a job created suspended has none yet).
+    st.st.setdefault("startTime", st.now)
     if st.is_true(S.SUSPENDED):
         st.cond(S.SUSPENDED, False, "Resumed", "resumed from the last checkpoint")
+    account_suspension(st.st.get("training"), now)
     if not spec.get("serviceAccountName") and not obs.worker_rbac:
         d.create += build_worker_rbac(job)  # before any pod: pods name this account
     if not obs.worker_rbac and (policy := desired_network_policy(job)):
@@ -253,6 +224,11 @@ def decide(body: dict[str, Any], obs: Observed, now: datetime | None = None) -> 
     kueue_conditions(st, job.queue, obs.pods, job.namespace, obs.kueue_queue_missing, before)
     d.status = st.finish()
     return d
+
+
+def _failed_before(st: _Status, generation: int) -> bool:
+    failed = next((c for c in st.st["conditions"] if c.get("type") == S.FAILED), {})
+    return int(failed.get("observedGeneration") or 0) < generation
 
 
 def _ensure_configmaps(job: JobRef, obs: Observed, d: Decision) -> None:
@@ -320,7 +296,7 @@ def _search_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, out_dir:
         if p not in pods and not p["metadata"].get("deletionTimestamp")
     ]
     d.delete_pods += others
-    backoff = int(job.spec["training"].get("backoffLimit", 3))
+    backoff = int(job.spec["search"].get("backoffLimit", 3))  # the search's own, not training's
     rank0 = n.search_pod(job.name, 0)
     restarts = int(search.get("restarts", 0))
     outcome = reconcile_group(
@@ -408,7 +384,7 @@ def _training_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, now: d
     training.setdefault("startTime", st.now)
     deadline = spec_training.get("activeDeadlineSeconds")
     started = _parse_ts(training.get("startTime"))
-    if deadline and started and (now - started).total_seconds() > int(deadline):
+    if deadline and started and training_seconds(training, started, now) > int(deadline):
         d.delete_pods += [p["metadata"]["name"] for p in train_pods]
         d.delete_pytorchjob = obs.pytorchjob is not None
         _fail(
@@ -479,6 +455,16 @@ def _kubeflow_training(job: JobRef, st: _Status, obs: Observed, d: Decision) -> 
         d.create.append(build_pytorchjob(job, build_training_pods(job), job.queue))
         st.cond(S.TRAINING_RUNNING, True, "PyTorchJobCreated", f"created PyTorchJob {n.pytorchjob(job.name)}")
         return
+    if _pytorchjob_stale(job, obs.pytorchjob):
+        # A spec edit: replace it (deleted now, created again once gone); it resumes from train/.
+        d.delete_pytorchjob = not (obs.pytorchjob.get("metadata") or {}).get("deletionTimestamp")
+        st.cond(
+            S.TRAINING_RUNNING,
+            True,
+            "Restarting",
+            f"the spec changed: replacing PyTorchJob {n.pytorchjob(job.name)} (it resumes from its checkpoint)",
+        )
+        return
     conditions = (obs.pytorchjob.get("status") or {}).get("conditions") or []
     last = next((c for c in reversed(conditions) if c.get("status") == "True"), None)
     kind = (last or {}).get("type", "Created")
@@ -489,6 +475,12 @@ def _kubeflow_training(job: JobRef, st: _Status, obs: Observed, d: Decision) -> 
         _fail(st, "TrainingFailed", msg)
     else:
         st.cond(S.TRAINING_RUNNING, True, f"PyTorchJob{kind}", msg)
+
+
+def _pytorchjob_stale(job: JobRef, ptj: dict[str, Any]) -> bool:
+    """Made from an older spec (a PyTorchJob of an operator before the hash: left be)."""
+    have = ((ptj.get("metadata") or {}).get("annotations") or {}).get(n.ANNOTATION_TEMPLATE_HASH)
+    return have is not None and have != group_template_hash(job.spec, "train")
 
 
 def _finished(job: JobRef, st: _Status, obs: Observed, d: Decision, now: datetime) -> None:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from kubernetes.client.rest import ApiException
 
 GROUP, VERSION, PLURAL = "denas.io", "v1alpha1", "denasjobs"
 FAKE_IMAGE = "denas-test/fake:0"
+FAKE_IMAGE_NEXT = "denas-test/fake:1"  # the same stand-in: "the next operator release's default image"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -185,7 +187,9 @@ class OperatorProcess:
         logdir: Path,
         extra: tuple[str, ...] = ("--standalone",),
         scope: tuple[str, ...] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.env = env or {}
         self.extra = extra
         self.scope = scope if scope is not None else ("-n", namespace)  # e.g. ("--all-namespaces",)
         self.kubeconfig = kubeconfig
@@ -193,6 +197,7 @@ class OperatorProcess:
         self.logdir = logdir
         self.metrics_port = free_port()
         self.liveness_port = free_port()
+        self.readiness_port = free_port()
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
@@ -203,7 +208,7 @@ class OperatorProcess:
     def start(self) -> None:
         self.starts += 1
         log = open(self.logdir / f"operator-{self.liveness_port}-{self.starts}.log", "wb")
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), **self.env)
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -215,6 +220,8 @@ class OperatorProcess:
                 str(self.metrics_port),
                 "--liveness",
                 f"http://127.0.0.1:{self.liveness_port}/healthz",
+                "--readiness",
+                f"http://127.0.0.1:{self.readiness_port}/readyz",
             ],
             env=env,
             stdout=log,
@@ -252,6 +259,14 @@ class OperatorProcess:
         except OSError:
             return False
 
+    def readiness(self) -> tuple[int, str]:
+        """(HTTP status, reason) of the readiness endpoint."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.readiness_port}/readyz", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
     def metrics(self) -> str:
         return urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
 
@@ -271,8 +286,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         api = config.new_client_from_config(kubeconfig)
         yield Cluster(api, Path(kubeconfig), namespace, real=True)
         return
-    from denas_operator.testing.emulator import EmulatorServer
-    from denas_operator.testing.kubelet import Kubelet
+    from kube_doubles.emulator import EmulatorServer
+    from kube_doubles.kubelet import Kubelet
 
     server = EmulatorServer(workdir, namespaces=("default",)).start()
     api = config.new_client_from_config(str(server.kubeconfig))
@@ -281,7 +296,10 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         config.new_client_from_config(str(server.kubeconfig)),
         server.kubeconfig,
         workdir / "kubelet",
-        image_commands={FAKE_IMAGE: [sys.executable, "-m", "denas_operator.testing.fake_denas"]},
+        image_commands={
+            image: [sys.executable, str(Path(__file__).parent / "kube_doubles" / "fake_denas.py")]
+            for image in (FAKE_IMAGE, FAKE_IMAGE_NEXT)
+        },
         node_labels={"kubernetes.io/os": "linux", "feature.node.kubernetes.io/cpu-cpuid.AMXBF16": "true"},
         extra_env={"DENAS_REPORT_INTERVAL_S": "0.2"},
     ).start()

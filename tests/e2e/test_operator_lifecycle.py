@@ -79,8 +79,10 @@ def test_job_searches_then_trains_and_succeeds(cluster, operator, job_name):
     text = operator.metrics()
     assert metric_value(text, "denas_jobs", phase="Succeeded") >= 1
     assert metric_value(text, "denas_jobs_created_total") >= 1
-    assert metric_value(text, "denas_job_search_generation", job=job_name) == 2
-    assert metric_value(text, "denas_job_training_metric", job=job_name) is not None
+    labels = {"denasjob": job_name, "denasjob_namespace": cluster.namespace}
+    assert operator.readiness() == (200, "watching and caught up\n")
+    assert metric_value(text, "denas_job_search_generation", **labels) == 2
+    assert metric_value(text, "denas_job_training_metric", **labels) is not None
     assert "pod=" not in text and not re.search(r'hash="', text)
 
 
@@ -349,3 +351,39 @@ def _get_ptj(cluster, job_name):
         if exc.status == 404:
             return None
         raise
+
+
+def test_kubeflow_edit_of_the_training_spec_replaces_the_pytorchjob(cluster, operator, job_name):
+    if cluster.emulator is None:
+        pytest.skip("plays the Kubeflow controller against the emulator")
+    cluster.emulator.register("kubeflow.org/v1/pytorchjobs", "PyTorchJob", True, {"status"})
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "pytorchjobs.kubeflow.org"},
+        "spec": {
+            "group": "kubeflow.org",
+            "scope": "Namespaced",
+            "names": {"plural": "pytorchjobs", "kind": "PyTorchJob"},
+            "versions": [{"name": "v1", "served": True, "storage": True}],
+        },
+    }
+    ext = client.ApiextensionsV1Api(cluster.api)
+    ext.create_custom_resource_definition(crd)
+    try:
+        cluster.apply(cluster.job(job_name, spec(cluster, training={"backend": "kubeflow", "replicas": 3})))
+        first = cluster.wait("the PyTorchJob", lambda: _get_ptj(cluster, job_name), 60)
+        assert first["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2
+        cluster.patch_spec(job_name, {"training": {"replicas": 2}})
+        second = cluster.wait(
+            "a new PyTorchJob from the edited spec",
+            lambda: (
+                (p := _get_ptj(cluster, job_name)) and p["metadata"]["uid"] != first["metadata"]["uid"] and p
+            ),
+            30,
+        )
+        assert second["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 1
+        assert cluster.status(job_name)["phase"] == "Training"
+    finally:
+        cluster.delete(job_name)
+        ext.delete_custom_resource_definition("pytorchjobs.kubeflow.org")

@@ -70,6 +70,44 @@ def test_only_the_highest_priority_replica_acts(cluster, operator, tmp_path, job
         operator.start()
 
 
+def test_a_paused_replica_drops_its_job_gauges_and_stays_ready_as_a_standby(
+    cluster, operator, tmp_path, job_name
+):
+    ensure_peering(cluster, "denas-ha-gauges")
+    operator.stop()
+    first = OperatorProcess(
+        cluster.kubeconfig, cluster.namespace, tmp_path, ("--peering", "denas-ha-gauges", "--priority", "10")
+    )
+    second = OperatorProcess(
+        cluster.kubeconfig, cluster.namespace, tmp_path, ("--peering", "denas-ha-gauges", "--priority", "20")
+    )
+    series = f'denasjob="{job_name}"'
+    try:
+        first.start()
+        cluster.apply(
+            cluster.job(
+                job_name,
+                {
+                    "domain": "cnn",
+                    "image": cluster.lifecycle_image,
+                    "search": {"population": 4, "generations": 1},
+                    "training": {"enabled": False},
+                },
+            )
+        )
+        cluster.wait_phase(job_name, "Succeeded", 60)
+        cluster.wait("the first replica's gauges", lambda: series in first.metrics(), 15)
+        second.start()  # higher priority: the first pauses
+        cluster.wait("the paused replica to drop its gauges", lambda: series not in first.metrics(), 30)
+        assert not [line for line in first.metrics().splitlines() if line.startswith("denas_jobs{")]
+        assert first.readiness()[0] == 200 and "standby" in first.readiness()[1]
+        cluster.wait("the active replica's gauges", lambda: series in second.metrics(), 30)
+    finally:
+        first.stop()
+        second.stop()
+        operator.start()
+
+
 def test_replicas_started_with_identical_args_do_not_all_pause(cluster, operator, tmp_path, job_name):
     """A Deployment gives every replica the same args: without --priority they must not tie."""
     ensure_peering(cluster, "denas-same-args")

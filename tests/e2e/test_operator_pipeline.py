@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 
 def metric_line(text: str, name: str, job: str) -> float | None:
     for line in text.splitlines():
-        if line.startswith(name + "{") and f'job="{job}"' in line:
+        if line.startswith(name + "{") and f'denasjob="{job}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return None
 

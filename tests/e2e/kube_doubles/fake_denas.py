@@ -1,6 +1,6 @@
 """A fast stand-in for the worker image's commands, for lifecycle tests (not for results).
 
-The test kubelet runs `python -m denas_operator.testing.fake_denas <the pod's command>` for pods
+The test kubelet runs `python tests/e2e/kube_doubles/fake_denas.py <the pod's command>` for pods
 of the fake image. It honours the same contract as the real commands: reads the mounted job.yaml,
 checkpoints every generation/epoch under --out and resumes from it (`--resume`), reports through
 `denas.kube_report`, and writes result.json / metrics.json. Knobs come from the job's

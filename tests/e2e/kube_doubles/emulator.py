@@ -60,6 +60,10 @@ CORE = {
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
 
+# resource.Quantity's grammar (k8s.io/apimachinery), enough to refuse what the API server refuses.
+QUANTITY = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?$")
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -95,6 +99,11 @@ class DenasEmulator(kmock.KubernetesEmulator):
     _status_subresources: set = attrs.field(factory=set, init=False)
     # (plural, namespace) pairs whose creates answer 403, as a missing RBAC rule would (tests).
     forbidden: set = attrs.field(factory=set, init=False)
+    # (plural, namespace) -> (HTTP status, reason, message): creates answer this, as ResourceQuota,
+    # LimitRange, PodSecurity admission or a webhook would (tests; the message is the server's own).
+    rejections: dict = attrs.field(factory=dict, init=False)
+    # (plural, namespace) -> (HTTP status, reason, message) answered to deletes (tests).
+    delete_rejections: dict = attrs.field(factory=dict, init=False)
     # (plural, namespace, name) -> time.monotonic() of the first create: benchmarks read it.
     created_at: dict = attrs.field(factory=dict, init=False)
     # (action, plural, subresource) -> requests served: benchmarks report where the calls go.
@@ -138,6 +147,24 @@ class DenasEmulator(kmock.KubernetesEmulator):
                 message=f'pods "{name}" is forbidden: error looking up service account {ns}/{account}: '
                 f'serviceaccount "{account}" not found',
             )
+
+    def _validate_pod_quantities(self, request: kmock.Request) -> None:
+        """Pod validation of resource quantities: the API server answers 422 Invalid naming the
+        field (the CRD's free-form `resources` let any string through)."""
+        data = request.data if isinstance(request.data, dict) else {}
+        spec = data.get("spec") or {}
+        name = (data.get("metadata") or {}).get("name")
+        for kind in ("initContainers", "containers"):
+            for i, container in enumerate(spec.get(kind) or []):
+                for section in ("limits", "requests"):
+                    for resource, value in ((container.get("resources") or {}).get(section) or {}).items():
+                        if not QUANTITY.match(str(value)):
+                            raise kmock.KubernetesError(
+                                status=422,
+                                reason="Invalid",
+                                message=f'Pod "{name}" is invalid: spec.{kind}[{i}].resources.{section}[{resource}]: '
+                                f'Invalid value: "{value}": must be a valid quantity',
+                            )
 
     def _prepare(self, request: kmock.Request) -> None:
         data = request.data
@@ -242,8 +269,19 @@ class DenasEmulator(kmock.KubernetesEmulator):
                 message=f'{request.resource.plural} is forbidden: cannot create resource "{request.resource.plural}" '
                 f'in the namespace "{request.namespace}"',
             )
+        rejection = (
+            self.rejections.get((request.resource.plural, request.namespace))
+            if request.action == enums.action.CREATE
+            else None
+        )
+        if request.action == enums.action.DELETE and request.resource is not None:
+            rejection = self.delete_rejections.get((request.resource.plural, request.namespace))
+        if rejection:
+            status, reason, message = rejection
+            raise kmock.KubernetesError(status=status, reason=reason, message=message)
         if request.action == enums.action.CREATE and request.resource == kmock.resource("v1/pods"):
             self._admit_service_account(request)
+            self._validate_pod_quantities(request)
         if modifying:
             self._prepare(request)
         response = await super()._handle(request)
