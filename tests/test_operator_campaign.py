@@ -160,3 +160,22 @@ def test_the_status_stays_small_with_the_largest_matrix():
         ]
     status = plan_campaign(body, children).status
     assert len(status["cells"]) == 64 and len(json.dumps(status)) < 64 * 1024
+
+
+def test_a_cells_search_pods_share_the_campaigns_score_store_on_the_claim():
+    from denas_operator.pods import JobRef, build_search_pods
+
+    from denas.job import load_job
+
+    body = campaign(maxParallel=8)
+    body["spec"]["template"]["storage"] = {"claimName": "data"}
+    (child, *_) = plan_campaign(body, {}).create
+    assert child["spec"]["storage"] == {"claimName": "data", "scoreStore": "digits-campaign-scores"}
+    job = load_job(child)
+    command = build_search_pods(JobRef(job.name, "ns", "uid", job.spec))[0]["spec"]["containers"][0][
+        "command"
+    ]
+    assert command[command.index("--score-store") + 1] == "/var/lib/denas/digits-campaign-scores"
+    # without a claim the cells cannot share a directory: each scores alone
+    (alone, *_) = plan_campaign(campaign(maxParallel=8), {}).create
+    assert "scoreStore" not in (alone["spec"].get("storage") or {})
