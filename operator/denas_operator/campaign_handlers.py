@@ -55,7 +55,7 @@ class CampaignApi:
                 owned[job["metadata"]["name"]] = job
         return owned
 
-    def apply(self, namespace: str, name: str, plan: Any) -> None:
+    def apply(self, namespace: str, name: str, plan: Any, current: dict[str, Any]) -> None:
         for obj in plan.create:
             try:
                 self.custom.create_namespaced_custom_object(n.GROUP, n.VERSION, namespace, n.PLURAL, obj)
@@ -70,9 +70,10 @@ class CampaignApi:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-        self.custom.patch_namespaced_custom_object_status(
-            n.GROUP, n.VERSION, namespace, n.CAMPAIGN_PLURAL, name, {"status": plan.status}
-        )
+        if any(current.get(k) != v for k, v in plan.status.items()):  # no echo of an unchanged status
+            self.custom.patch_namespaced_custom_object_status(
+                n.GROUP, n.VERSION, namespace, n.CAMPAIGN_PLURAL, name, {"status": plan.status}
+            )
 
 
 async def reconcile_campaign(namespace: str, name: str) -> None:
@@ -86,7 +87,7 @@ async def reconcile_campaign(namespace: str, name: str) -> None:
         children = await asyncio.to_thread(api.children, namespace, name, body["metadata"]["uid"])
         plan = plan_campaign(body, children)
         try:
-            await asyncio.to_thread(api.apply, namespace, name, plan)
+            await asyncio.to_thread(api.apply, namespace, name, plan, body.get("status") or {})
         except ApiException as exc:
             CM.ERRORS.inc()
             raise kopf.TemporaryError(

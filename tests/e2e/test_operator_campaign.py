@@ -125,7 +125,7 @@ def test_matrix_edits_add_and_remove_cells_and_a_deleted_cell_comes_back(cluster
         after = cells(cluster, name)
         for kept in (f"{name}-a-x", f"{name}-a-y"):  # unchanged cells: the same job, not restarted
             assert after[kept]["metadata"]["uid"] == before[kept]
-        assert events(cluster, name, "CellRemoved")
+        cluster.wait("a CellRemoved event", lambda: events(cluster, name, "CellRemoved"), 30)  # posted async
 
         victim = f"{name}-a-x"
         cluster.delete(victim)
