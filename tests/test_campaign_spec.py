@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -154,3 +155,40 @@ def test_good_everywhere_needs_a_structure_among_the_best_of_every_target():
     status = CS.summarize(lines, ["spr", "icx"])
     assert status["goodEverywhere"] == ["shared"]
     assert status["phase"] == "Succeeded" and status["bestPerTarget"] == "spr=0.9, icx=0.9"
+
+
+def test_denas_report_redraws_the_comparison_from_a_campaign_folder(tmp_path):
+    campaign = load_campaign(SAMPLE)
+    lines = []
+    for i, cell in enumerate(campaign.cells()):
+        best = {
+            "hash": f"h{i}",
+            "structure": {},
+            "params": 1000,
+            "flops": 2000,
+            "latency_ms": 1.0 + i,
+            "scores": {"de_score": 0.5 + i / 10},
+        }
+        shared = {**best, "hash": "shared", "latency_ms": 0.5, "scores": {"de_score": 0.4}}
+        folder = tmp_path / "cells" / cell.name
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps({"best": [best, shared], "pareto": [best, shared]}))
+        status = {
+            "phase": "Succeeded",
+            "bestStructures": [{"hash": f"h{i}", "deScore": 0.5}, {"hash": "shared"}],
+        }
+        lines.append(CS.cell_status(cell, status))
+    (tmp_path / "status.json").write_text(json.dumps(CS.summarize(lines, ["spr", "icx"])))
+    out = subprocess.run(
+        [sys.executable, "-m", "denas", "report", str(tmp_path)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["goodEverywhere"] == ["shared"]
+    assert [p["hash"] for p in report["fronts"]["spr"]][0] == "shared"  # fastest point of the front
+    assert [w["hash"] for w in report["winners"]] == ["h0", "h1", "h2", "h3"]
+    assert (tmp_path / "pareto.png").exists() and (tmp_path / "report.html").exists()
+    missing = subprocess.run(
+        [sys.executable, "-m", "denas", "report", str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
