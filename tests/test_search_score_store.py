@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 from search_support import FAKE
 
@@ -132,6 +133,19 @@ def test_a_claim_left_by_a_dead_job_is_taken_over(tmp_path):
     key = store.key("abc", "settings", 0, ScoreProvenance("s", "c"))
     assert store.get_or_claim(key) is None  # ... and this job dies without put/release
     assert ScoreStore(tmp_path, stale_s=0.0).get_or_claim(key) is None  # another one computes
+
+
+def test_a_claim_of_a_process_gone_from_this_host_is_taken_over_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    key = ScoreStore.key("abc", "settings", 0, ScoreProvenance("s", "c"))
+    code = f"from denas.search.score_store import ScoreStore; ScoreStore({str(tmp_path)!r}).get_or_claim({key!r})"
+    subprocess.run([sys.executable, "-c", code], check=True)  # claims, then exits without computing
+    assert (tmp_path / f"{key}.claim").exists()
+    started = time.monotonic()
+    assert ScoreStore(tmp_path, wait_s=60).get_or_claim(key) is None  # ours to compute, no 60 s wait
+    assert time.monotonic() - started < 5
 
 
 def test_a_real_search_does_not_reuse_the_test_scorers_cached_records(tmp_path, caplog):

@@ -14,7 +14,8 @@ processes share safely on one machine and on a ReadWriteMany claim:
 - a result file is written to a temporary name and renamed into place (atomic on POSIX and NFS);
 - before computing, a process *claims* the key by creating ``<key>.claim`` with O_CREAT|O_EXCL
   (atomic on local filesystems and NFSv3+); the others wait for the result instead of computing
-  the same score twice.  A claim older than ``stale_s`` (its owner died) is taken over.
+  the same score twice.  A claim whose owner died (older than ``stale_s``, or its process is gone
+  from this host) is taken over.
 
 Why files on the claim rather than a ConfigMap: a campaign scores hundreds to thousands of
 structures; a ConfigMap caps at 1 MiB and every write would be an etcd write plus a
@@ -30,6 +31,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -39,6 +41,8 @@ from denas.search.checkpoint import atomic_write_json
 
 log = logging.getLogger(__name__)
 
+#: this process's identity in its claims (pids repeat across container restarts)
+_PROCESS = uuid.uuid4().hex
 #: packages whose source decides a DE-Score: the proxies and how a structure becomes a model
 SCORING_PACKAGES = ("denas.scores", "denas.spaces")
 
@@ -143,7 +147,13 @@ class ScoreStore:
                 time.sleep(self.poll_s)
                 continue
             with os.fdopen(fd, "w") as f:
-                f.write(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "at": time.time()}))
+                owner = {
+                    "pid": os.getpid(),
+                    "process": _PROCESS,
+                    "host": os.uname().nodename,
+                    "at": time.time(),
+                }
+                f.write(json.dumps(owner))
             scores = self.read(key)  # written between our read and our claim
             if scores is not None:
                 self.release(key)
@@ -151,10 +161,27 @@ class ScoreStore:
             return None
 
     def _claim_is_stale(self, key: str) -> bool:
+        """A claim whose owner is gone: older than ``stale_s``, or written on this host by a
+        process that no longer runs (a restarted container reuses pids: the process token tells)."""
+        path = self._claim(key)
         try:
-            return time.time() - self._claim(key).stat().st_mtime > self.stale_s
-        except FileNotFoundError:
+            if time.time() - path.stat().st_mtime > self.stale_s:
+                return True
+            owner = json.loads(path.read_text() or "{}")
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False  # gone (read the result next), or being written right now
+        if owner.get("host") != os.uname().nodename:
             return False
+        pid = owner.get("pid")
+        if pid == os.getpid():  # this pid, another process: a restarted pod's earlier life
+            return owner.get("process") != _PROCESS
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, TypeError, ValueError):
+            return False
+        return False
 
     def put(self, key: str, scores: dict[str, float], about: dict[str, Any]) -> None:
         atomic_write_json(self._result(key), {**about, "scores": scores})
