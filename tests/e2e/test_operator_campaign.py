@@ -166,3 +166,25 @@ def test_a_failed_cell_makes_the_campaign_degraded_with_its_message(cluster, ope
         cluster.wait("a CellFailed event", lambda: events(cluster, name, "CellFailed"), 30)
     finally:
         cleanup(cluster, name)
+
+
+def test_an_invalid_template_is_a_condition_naming_the_template_field_and_creates_nothing(
+    cluster, operator, name
+):
+    tmpl = template(cluster)
+    tmpl["search"]["population"] = 0  # the schema's minimum is 2
+    cluster.custom.create_namespaced_custom_object(
+        GROUP, VERSION, cluster.namespace, PLURAL, campaign(cluster, name, tmpl)
+    )
+    try:
+
+        def invalid() -> dict | None:
+            conds = (get(cluster, name).get("status") or {}).get("conditions", [])
+            return next((c for c in conds if c["type"] == "Invalid" and c["status"] == "True"), None)
+
+        condition = cluster.wait("Invalid", invalid, 60)
+        assert "spec.template.search.population" in condition["message"]
+        assert cells(cluster, name) == {}
+        cluster.wait("an InvalidSpec event", lambda: events(cluster, name, "InvalidSpec"), 30)
+    finally:
+        cleanup(cluster, name)
