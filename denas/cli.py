@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "train a searched structure (under torchrun for several processes) -> DIR/metrics.json",
     ),
     "score": ("denas.scores.command", "score structures of a job's space with the train-free proxies"),
+    "report": (
+        "denas.campaign.report_command",
+        "redraw a campaign's comparison (report.html, pareto.png, report.json) from its folder",
+    ),
     "validate": (
         "denas.local.authoring",
         "check a manifest exactly as the cluster would (schema, defaults, CEL rules)",

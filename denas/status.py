@@ -106,6 +106,11 @@ def best_structures(result: Mapping[str, Any], top_k: int) -> list[dict[str, Any
     return out
 
 
+def score_counts(result: Mapping[str, Any]) -> dict[str, int]:
+    """result.json's DE-Scores computed here vs reused from a campaign's score store."""
+    return {k: int(result[k]) for k in ("scoresComputed", "scoresReused") if k in result}
+
+
 def search_progress(event: Mapping[str, Any]) -> dict[str, Any]:
     """A search progress event (JSON line / ConfigMap key) in the status' `search` shape."""
     mapping = {

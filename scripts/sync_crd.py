@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write the generated copies of the CRDs that `kubectl apply` and Helm install.
 
-The DeNASJob CRD has one source, `denas/crd/denasjobs.denas.io.yaml` (package data: the local
-executor validates specs with it). Kubernetes users install it from `deploy/crds/`, Helm from the
+Each DeNAS CRD has one source in `denas/crd/` (`denasjobs.denas.io.yaml`,
+`denascampaigns.denas.io.yaml`; package data: the local executor validates specs with them). Kubernetes users install it from `deploy/crds/`, Helm from the
 chart's `crds/` folder; both are copies written here, never edited by hand.
 
 The kopf peering CRDs (needed only for HA, i.e. several operator replicas with `--peering`) have
@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "denas" / "crd" / "denasjobs.denas.io.yaml"
+SOURCES = (SOURCE, ROOT / "denas" / "crd" / "denascampaigns.denas.io.yaml")
 TARGET_DIRS = (ROOT / "deploy" / "crds", ROOT / "charts" / "denas-operator" / "crds")
 
 HEADER = (
@@ -75,11 +76,14 @@ def _strip_leading_comments(text: str) -> str:
 
 def expected_files() -> dict[Path, str]:
     """Every generated file and the exact text it must hold."""
-    denasjobs = HEADER.format(source=SOURCE.relative_to(ROOT)) + _strip_leading_comments(SOURCE.read_text())
     peering = HEADER.format(source="scripts/sync_crd.py") + KOPF_PEERING_CRDS
     files: dict[Path, str] = {}
     for directory in TARGET_DIRS:
-        files[directory / SOURCE.name] = denasjobs
+        for source in SOURCES:
+            text = HEADER.format(source=source.relative_to(ROOT)) + _strip_leading_comments(
+                source.read_text()
+            )
+            files[directory / source.name] = text
         files[directory / "kopf-peering.yaml"] = peering
     return files
 

@@ -98,6 +98,14 @@ def validation_errors(obj: dict[str, Any], versions: Iterable[str] = KUBE_VERSIO
     name = obj.get("metadata", {}).get("name")
     if kind in MONITORING_KINDS:
         return check_monitoring_object(obj)
+    if obj.get("apiVersion") == "denas.io/v1alpha1" and kind == "DeNASCampaign":
+        from denas.campaign.spec import CampaignValidationError, load_campaign
+
+        try:
+            load_campaign(obj)
+        except CampaignValidationError as error:
+            return [str(error)]
+        return []
     if obj.get("apiVersion") == "denas.io/v1alpha1":
         from denas.job import JobValidationError, load_job
 

@@ -39,6 +39,7 @@ def test_reference_check_fails_on_drift(tmp_path, monkeypatch, capsys):
     source.parent.mkdir(parents=True)
     source.write_text(gen.SOURCE.read_text())
     monkeypatch.setattr(gen, "SOURCE", source)
+    monkeypatch.setattr(gen, "PAGES", ((source, target),))
     assert gen.main(["--check"]) == 1  # no page yet
     assert gen.main([]) == 0 and gen.main(["--check"]) == 0
     source.write_text(

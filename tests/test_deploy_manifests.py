@@ -64,6 +64,7 @@ def test_sync_crd_check_fails_on_a_drifted_copy_and_sync_repairs_it(tmp_path, mo
     source.parent.mkdir(parents=True)
     source.write_text(sync.SOURCE.read_text())
     monkeypatch.setattr(sync, "SOURCE", source)
+    monkeypatch.setattr(sync, "SOURCES", (source,))
 
     assert sync.main([]) == 0
     assert sync.main(["--check"]) == 0
@@ -73,6 +74,18 @@ def test_sync_crd_check_fails_on_a_drifted_copy_and_sync_repairs_it(tmp_path, mo
     assert "deploy/crds/denasjobs.denas.io.yaml is out of date" in capsys.readouterr().err
     assert sync.main([]) == 0
     assert sync.main(["--check"]) == 0
+
+
+def test_the_campaign_crd_ships_beside_the_job_crd():
+    from denas.campaign.spec import crd
+
+    for directory in (DEPLOY / "crds", ROOT / "charts" / "denas-operator" / "crds"):
+        (shipped,) = load_docs(directory / "denascampaigns.denas.io.yaml")
+        assert shipped == crd()
+        assert (
+            shipped["spec"]["names"]["shortNames"] == ["dnc"]
+            and "denas" in shipped["spec"]["names"]["categories"]
+        )
 
 
 def test_generated_crd_is_the_package_crd():
@@ -98,7 +111,12 @@ def test_operator_pod_meets_podsecurity_restricted(builds, build):
 def test_default_install_includes_the_crds_and_a_restricted_namespace(builds):
     objects = builds["default"]
     crds = {o["metadata"]["name"] for o in by_kind(objects, "CustomResourceDefinition")}
-    assert crds == {"denasjobs.denas.io", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
+    assert crds == {
+        "denasjobs.denas.io",
+        "denascampaigns.denas.io",
+        "kopfpeerings.kopf.dev",
+        "clusterkopfpeerings.kopf.dev",
+    }
     namespace = one(objects, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     namespaced = [o for o in objects if o["kind"] not in {"Namespace", "CustomResourceDefinition"}]

@@ -6,6 +6,7 @@ import helm_python as helm
 import pytest
 from deploy_support import ROOT, assert_valid, by_kind, kustomize_build, load_docs
 
+from denas.campaign.spec import cell_manifest, load_campaign
 from denas.job import load_job
 
 GITOPS = ROOT / "gitops"
@@ -21,8 +22,20 @@ def test_every_campaign_object_validates(campaign):
     assert_valid(campaign)  # DeNASJobs through load_job (the CRD schema + CEL), the rest through Kubernetes'
 
 
+def cell_jobs(campaign_objects: list[dict]) -> list:
+    """The DeNASJobs the operator creates for the (one) campaign, as validated jobs."""
+    (obj,) = by_kind(campaign_objects, "DeNASCampaign")
+    c = load_campaign(obj)
+    return [load_job(cell_manifest(c, cell)) for cell in c.cells()]
+
+
+def test_the_campaign_folder_is_one_campaign_and_no_loose_jobs(campaign):
+    assert len(by_kind(campaign, "DeNASCampaign")) == 1
+    assert by_kind(campaign, "DeNASJob") == []
+
+
 def test_campaign_searches_each_budget_on_each_hardware_target(campaign):
-    jobs = [load_job(obj) for obj in by_kind(campaign, "DeNASJob")]
+    jobs = cell_jobs(campaign)
     targets = {tuple(sorted(j.spec["hardware"]["nodeSelector"].items())) for j in jobs}
     budgets = {j.spec["constraints"]["maxLatencyMs"] for j in jobs}
     assert len(targets) >= 2 and len(budgets) >= 2
@@ -33,9 +46,9 @@ def test_campaign_searches_each_budget_on_each_hardware_target(campaign):
     assert len(pairs) == len(jobs) == len(targets) * len(budgets), "one job per (hardware, budget)"
 
 
-def test_campaign_jobs_differ_only_in_hardware_and_budget(campaign):
+def test_campaign_jobs_differ_only_in_hardware_and_budget_and_share_one_score_store(campaign):
     """A fair comparison: same space, seed, search budget and training recipe everywhere."""
-    specs = [load_job(obj).spec for obj in by_kind(campaign, "DeNASJob")]
+    specs = [j.spec for j in cell_jobs(campaign)]
 
     def comparable(spec: dict) -> dict:
         spec = {k: v for k, v in spec.items() if k not in ("hardware", "constraints")}
@@ -43,16 +56,17 @@ def test_campaign_jobs_differ_only_in_hardware_and_budget(campaign):
 
     assert all(comparable(s) == comparable(specs[0]) for s in specs)
     assert len({s["search"]["seed"] for s in specs}) == 1
+    assert {s["storage"]["scoreStore"] for s in specs} == {"cifar10-cnn-scores"}
 
 
 def test_campaign_is_safe_under_gitops(campaign):
     namespace = next(o for o in campaign if o["kind"] == "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    for obj in by_kind(campaign, "DeNASJob"):
-        # A TTL-deleted job would be re-created by Argo CD / Flux on the next sync.
-        assert "ttlSecondsAfterFinished" not in obj["spec"], obj["metadata"]["name"]
-        assert obj["metadata"]["namespace"] == namespace["metadata"]["name"]
-        assert obj["metadata"]["labels"]["denas.io/campaign"]
+    (obj,) = by_kind(campaign, "DeNASCampaign")
+    # A TTL-deleted cell would be re-created by the campaign at once.
+    assert "ttlSecondsAfterFinished" not in obj["spec"]["template"]
+    assert obj["metadata"]["namespace"] == namespace["metadata"]["name"]
+    assert obj["metadata"]["labels"]["denas.io/campaign"] == obj["metadata"]["name"]
 
 
 def test_argocd_and_flux_deliver_the_campaign_folder():

@@ -199,6 +199,8 @@ def test_argocd_component_installs_the_script_into_argocd_cm(tmp_path):
     (cm,) = load_docs(out.stdout)
     assert cm["metadata"]["name"] == "argocd-cm" and cm["data"]["url"] == "https://argo"
     assert cm["data"]["resource.customizations.health.denas.io_DeNASJob"] == HEALTH_LUA.read_text()
+    campaign_lua = (ROOT / "gitops" / "argocd" / "campaign-health.lua").read_text()
+    assert cm["data"]["resource.customizations.health.denas.io_DeNASCampaign"] == campaign_lua
 
 
 # ----- Flux (CEL) --------------------------------------------------------------------------------
@@ -247,13 +249,9 @@ def test_flux_and_argocd_agree_wherever_both_decide():
         assert mapping[argocd_health(obj)["status"]] == flux_health(obj, flux_exprs()), case
 
 
-def test_flux_snippet_targets_denasjobs_and_the_campaign_uses_it_verbatim():
+def test_flux_snippet_targets_denasjobs():
     exprs = flux_exprs()
     assert (exprs["apiVersion"], exprs["kind"]) == ("denas.io/v1alpha1", "DeNASJob")
-    flux_docs = load_docs(ROOT / "gitops" / "campaign" / "flux-kustomization.yaml")
-    kustomization = next(d for d in flux_docs if d["kind"] == "Kustomization")
-    assert kustomization["spec"]["healthCheckExprs"] == [exprs]
-    assert kustomization["spec"]["wait"] is True
 
 
 # ----- against the statuses the real operator decides ----------------------------------------------

@@ -20,6 +20,7 @@ from search_support import (
 
 from denas.search import run_search
 from denas.search.evaluator import load_scorer
+from denas.search.score_store import scorer_identity
 
 
 class Interrupt(Exception):
@@ -113,6 +114,9 @@ def test_a_shared_score_cache_means_a_repeated_search_scores_nothing(tmp_path):
 
     def never(*args):
         raise AssertionError("scored a structure that the shared cache holds")
+
+    # the same scorer as far as the cache can tell (its records are keyed by scorer identity)
+    never.scorer_identity = scorer_identity(load_scorer(FAKE))
 
     again = run_search(config("ea", seed=4), tmp_path / "b", scorer=never, score_cache=cache, plots=False)
     assert best_of(again) == best_of(first)

@@ -12,7 +12,7 @@ from denas.job import Job, JobValidationError, explain, load_job
 
 
 def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job", help="path of a DeNASJob manifest (YAML)")
+    parser.add_argument("job", help="path of a DeNASJob or DeNASCampaign manifest (YAML)")
     parser.add_argument(
         "--schema-only",
         action="store_true",
@@ -28,6 +28,13 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from denas.campaign.spec import KIND as CAMPAIGN
+    from denas.campaign.spec import manifest_kind
+
+    if manifest_kind(args.job) == CAMPAIGN:
+        from denas.campaign.command import run_validate as validate_campaign
+
+        return validate_campaign(args)
     try:
         job = load_checked_job(args.job, engine=not args.schema_only)
     except (JobValidationError, FileNotFoundError) as exc:

@@ -14,12 +14,20 @@ from denas.local.authoring import load_checked_job
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job", help="path of a DeNASJob manifest (YAML), e.g. deploy/samples/digits.yaml")
+    parser.add_argument(
+        "job",
+        help="path of a DeNASJob (e.g. deploy/samples/digits.yaml) or DeNASCampaign "
+        "(deploy/samples/campaign-digits.yaml) manifest",
+    )
     parser.add_argument("--out", type=Path, help="output directory (default: runs/<job name>)")
     parser.add_argument(
         "--fresh",
         action="store_true",
         help="discard the previous run in --out (only the files DeNAS wrote there) instead of resuming it",
+    )
+    parser.add_argument(
+        "--scorer",
+        help="score with 'package.module:callable' instead of denas.scores (tests and benchmarks)",
     )
     parser.add_argument(
         "--progress",
@@ -64,9 +72,16 @@ class _Bars:
 
 
 def run(args: argparse.Namespace) -> int:
+    from denas.campaign.spec import KIND as CAMPAIGN
+    from denas.campaign.spec import manifest_kind
     from denas.local.executor import LocalRun, StepFailed
     from denas.local.report import make_plots, summary_table, write_html
     from denas.local.rundir import RunDirError, prepare
+
+    if manifest_kind(args.job) == CAMPAIGN:
+        from denas.campaign.command import run as run_campaign
+
+        return run_campaign(args)
 
     try:
         job = load_checked_job(args.job)
@@ -111,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     )
     bars = _Bars(args.progress)
     started = time.monotonic()
-    local = LocalRun(job=job, job_file=Path(args.job), out=out, on_progress=bars)
+    extra = ["--scorer", args.scorer] if args.scorer else []
+    local = LocalRun(job=job, job_file=Path(args.job), out=out, on_progress=bars, search_args=extra)
     try:
         status = local.run()
     except StepFailed as exc:

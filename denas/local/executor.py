@@ -69,6 +69,8 @@ class LocalRun:
     out: Path
     on_progress: Progress = lambda kind, event: None
     status: dict[str, Any] = field(default_factory=dict)
+    #: extra `denas search` arguments (a campaign passes its --score-store)
+    search_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +183,7 @@ class LocalRun:
                     "--out",
                     str(self.out / "search"),
                 ]
-                cmd.append("--resume")
+                cmd += ["--resume", *self.search_args]
                 procs.append(self._spawn(cmd, env, f"search-{rank}", watch=rank == 0))
             try:
                 self._wait(procs, "SearchFailed", "search")
@@ -200,6 +202,7 @@ class LocalRun:
             "generations": spec["search"]["generations"],
             "evaluated": result.get("evaluated", self.status.get("search", {}).get("evaluated")),
             "bestScore": best,
+            **st.score_counts(result),
         }
         self.status["conditions"] = st.set_condition(
             self.status["conditions"],

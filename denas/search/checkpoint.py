@@ -7,6 +7,7 @@ Every write goes to a temporary file in the same directory and is moved into pla
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import tempfile
@@ -18,6 +19,8 @@ CACHE = "score_cache.jsonl"
 HISTORY = "history.jsonl"
 RESULT = "result.json"
 CHECKPOINT_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -55,16 +58,21 @@ def load_checkpoint(out_dir: Path) -> dict[str, Any] | None:
 
 
 class ScoreCache:
-    """Scored records keyed by structure hash + score settings + hardware fingerprint.
+    """Scored records keyed by structure hash + score settings + hardware fingerprint + who
+    scored them (scorer identity and scoring-code version, `denas.search.score_store`).
 
     Appended as each candidate is scored, so a resumed search never scores a structure again,
-    not even one of the generation that was in flight when the process was killed.
+    not even one of the generation that was in flight when the process was killed.  Records of
+    another scorer or other scoring code are ignored with a warning: a real search must never
+    return what a test scorer (or last month's code) computed.
     """
 
-    def __init__(self, path: Path, context_key: str):
+    def __init__(self, path: Path, context_key: str, provenance: Any):
         self.path = path
         self.context_key = context_key
+        self.provenance = {"scorer": provenance.scorer, "code": provenance.code}
         self.records: dict[str, dict[str, Any]] = {}
+        foreign: dict[str, int] = {}
         if path.exists():
             with open(path) as f:
                 for line in f:
@@ -72,8 +80,23 @@ class ScoreCache:
                         entry = json.loads(line)
                     except json.JSONDecodeError:
                         continue  # a torn last line from a kill mid-write
-                    if entry.get("key") == context_key:
-                        self.records[entry["record"]["hash"]] = entry["record"]
+                    if entry.get("key") != context_key:
+                        continue  # other score settings or hardware: a different question
+                    if entry.get("provenance") != self.provenance:
+                        who = entry.get("provenance") or {"scorer": "unknown (an older DeNAS)", "code": "?"}
+                        label = f"{who.get('scorer')} (code {who.get('code')})"
+                        foreign[label] = foreign.get(label, 0) + 1
+                        continue
+                    self.records[entry["record"]["hash"]] = entry["record"]
+        for label, n in foreign.items():
+            log.warning(
+                "score cache %s: ignoring %d record(s) written by %s; this search scores with %s (code %s)",
+                path,
+                n,
+                label,
+                self.provenance["scorer"],
+                self.provenance["code"],
+            )
 
     def get(self, structure_hash: str) -> dict[str, Any] | None:
         return self.records.get(structure_hash)
@@ -83,4 +106,5 @@ class ScoreCache:
             return
         self.records[record["hash"]] = record
         with open(self.path, "a") as f:
-            f.write(json.dumps({"key": self.context_key, "record": record}) + "\n")
+            entry = {"key": self.context_key, "provenance": self.provenance, "record": record}
+            f.write(json.dumps(entry) + "\n")

@@ -35,7 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--score-cache",
         help="score cache file shared between searches (default: OUT/score_cache.jsonl); entries only "
-        "match the same space, score settings and hardware",
+        "match the same space, score settings, hardware, scorer and scoring code",
+    )
+    parser.add_argument(
+        "--score-store",
+        help="directory of hardware-free scores shared by the jobs of a campaign (DE-Score and its "
+        "components, computed once per structure; latency is still measured here)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             progress_file=args.progress_file,
             plots=not args.no_plots,
             score_cache=args.score_cache,
+            score_store=args.score_store,
             metrics=SearchMetrics(args.metrics_port) if args.metrics_port else None,
         )
     except (JobValidationError, SearchError, FileNotFoundError) as e:

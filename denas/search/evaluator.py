@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from denas.search.config import SearchConfig, SearchError
+from denas.search.score_store import ScoreProvenance, ScoreStore
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +135,26 @@ def load_scorer(path: str | None) -> Scorer:
 
 
 class Evaluator:
-    """Turns structures into scored records. Holds no per-candidate state."""
+    """Turns structures into scored records. Holds no per-candidate state.
 
-    def __init__(self, space: Any, config: SearchConfig, scorer: Scorer | None = None):
+    With a `ScoreStore` (a campaign's), the hardware-free scores of a structure come from the
+    store when another job computed them, and only latency is measured here (the scorer's
+    ``latency(space, structure, config)``); a scorer without one never uses the store.
+    """
+
+    def __init__(
+        self, space: Any, config: SearchConfig, scorer: Scorer | None = None, store: ScoreStore | None = None
+    ):
         self.space = space
         self.config = config
         self.scorer = scorer or DeNASScorer()
+        self.provenance = ScoreProvenance.of(self.scorer)
+        self.store = store
+        if store is not None and not callable(getattr(self.scorer, "latency", None)):
+            log.warning(
+                "scorer %s cannot measure latency alone; the score store is not used", self.provenance.scorer
+            )
+            self.store = None
 
     def warm_up(self) -> None:
         """Run the scorer's ``warm_up(space, config)`` if it has one.  A failure here is left for
@@ -156,7 +171,7 @@ class Evaluator:
         space, config = self.space, self.config
         h = space.hash(structure)
         start, cpu = time.perf_counter(), time.process_time()
-        scores, latency = self.scorer(space, structure, candidate_seed(h, config.seed), config)
+        scores, latency, source = self._scores_and_latency(structure, h, candidate_seed(h, config.seed))
         record = make_record(
             structure,
             h,
@@ -171,7 +186,28 @@ class Evaluator:
             record["latency_flag"] = str(flag)
         record["score_s"] = round(time.perf_counter() - start, 4)
         record["score_cpu_s"] = round(time.process_time() - cpu, 4)
+        record["score_source"] = source
         return record
+
+    def _scores_and_latency(self, structure: dict, h: str, seed: int) -> tuple[dict, float | None, str]:
+        """(scores, latency_ms, "computed" | "store")."""
+        space, config, store = self.space, self.config, self.store
+        if store is None:
+            return (*self.scorer(space, structure, seed, config), "computed")
+        key = store.key(h, config.score_key(), seed, self.provenance)
+        stored = store.get_or_claim(key)
+        if stored is not None:
+            measure = getattr(self.scorer, "measure", True)
+            latency = self.scorer.latency(space, structure, config) if measure else None
+            return dict(stored), latency, "store"
+        try:
+            scores, latency = self.scorer(space, structure, seed, config)
+        except BaseException:
+            store.release(key)  # let another job (or a retry) compute it
+            raise
+        about = {"hash": h, "scoreKey": config.score_key(), "seed": seed}
+        store.put(key, {k: float(v) for k, v in scores.items()}, {**about, **self.provenance.__dict__})
+        return scores, latency, "computed"
 
 
 def make_record(

@@ -26,6 +26,7 @@ from denas.search.evaluator import Evaluator, Scorer
 from denas.search.metrics import SearchMetrics
 from denas.search.pool_latency import calibrate, flag_if_far_off
 from denas.search.progress import Progress, kube_reporter
+from denas.search.score_store import ScoreStore
 from denas.search.strategies import Context, create, rank_records
 from denas.search.surrogate import make_surrogate_rank
 
@@ -107,6 +108,7 @@ def run_search(
     plots: bool = True,
     score_cache: str | Path | None = None,
     metrics: SearchMetrics | None = None,
+    score_store: str | Path | None = None,
 ) -> dict[str, Any] | None:
     """Run (or resume) a search; rank 0 returns the result dict, other ranks return None."""
     import torch
@@ -116,7 +118,8 @@ def run_search(
     space = load_space(config)
     rank, world = world_from_env()
     torch.set_num_threads(threads or default_threads())
-    evaluator = Evaluator(space, config, scorer)
+    store = ScoreStore(score_store) if score_store else None
+    evaluator = Evaluator(space, config, scorer, store=store)
     metrics = metrics or SearchMetrics()
     hardware = hardware_fingerprint()
 
@@ -185,6 +188,7 @@ def _coordinate(
     cache = ckpt.ScoreCache(
         Path(cache_path) if cache_path else out_dir / ckpt.CACHE,
         f"{config.score_key()}:{json.dumps(hardware, sort_keys=True)}",
+        evaluator.provenance,
     )
     state = ckpt.load_checkpoint(out_dir) if resume else None
     scorer_latency = getattr(evaluator.scorer, "latency", None)
@@ -308,6 +312,9 @@ def build_result(
         "seed": config.seed,
         "evaluated": len(archive),
         "infeasible": len(archive) - len(feasible),
+        # DE-Scores this search computed vs took from a campaign's score store (another job's)
+        "scoresComputed": sum(1 for r in archive.values() if r.get("score_source", "computed") == "computed"),
+        "scoresReused": sum(1 for r in archive.values() if r.get("score_source") == "store"),
         "generations": strategy.generation,
         "hardware": hardware,
         # doubtful latency measurements (disturbed in every timing round), so nobody trusts them blindly

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import kopf
 
-    from . import handlers
+    from . import campaign_handlers, handlers  # noqa: F401 - importing registers the kopf handlers
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

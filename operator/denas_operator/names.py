@@ -11,6 +11,8 @@ VERSION = "v1alpha1"
 PLURAL = "denasjobs"
 KIND = "DeNASJob"
 API_VERSION = f"{GROUP}/{VERSION}"
+CAMPAIGN_PLURAL = "denascampaigns"  # a DeNASCampaign owns one DeNASJob per matrix cell
+CAMPAIGN_KIND = "DeNASCampaign"
 
 # Labels on every child; selectors and the operator's indexes use them.
 LABEL_JOB = "denas.io/job-name"

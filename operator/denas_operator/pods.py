@@ -313,6 +313,9 @@ def build_search_pods(job: JobRef) -> list[dict[str, Any]]:
         str(n.METRICS_PORT),
         "--resume",
     ]
+    storage = job.spec.get("storage") or {}
+    if storage.get("scoreStore") and storage.get("claimName"):  # a campaign's shared scores
+        command += ["--score-store", f"{n.STATE_ROOT}/{storage['scoreStore']}"]
     pods = []
     for rank in range(replicas):
         env = common_env(job, "search", pinned)

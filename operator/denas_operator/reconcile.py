@@ -330,6 +330,7 @@ def _search_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, out_dir:
             return
         best = bounded_structures(result, int(job.spec["search"].get("topK", 5)))
         st.st["bestStructures"] = best
+        st.st["search"] = {**st.st.get("search", {}), **S.score_counts(result)}  # a campaign sums these
         claim = (job.spec.get("storage") or {}).get("claimName")
         ref = {"configMap": n.result_configmap(job.name), "path": out_dir}
         if claim:

@@ -305,6 +305,10 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     ).start()
     c.kubelet = kubelet
     c.emulator = server.emulator
+    # DeNASCampaigns are served too (before the operator starts: kopf discovers resources once)
+    server.emulator.register(
+        "denas.io/v1alpha1/denascampaigns", "DeNASCampaign", True, {"status"}, shortnames={"dnc"}
+    )
     yield c
     kubelet.stop()
     server.stop()

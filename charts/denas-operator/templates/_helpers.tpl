@@ -74,11 +74,18 @@ deploy/base/rbac/clusterrole.yaml (tests/test_chart_render.py compares them).
 {{- define "denas-operator.namespacedRules" -}}
 # It never writes spec (GitOps would see drift): patch is for its finalizer and kopf's annotations;
 # delete enforces spec.ttlSecondsAfterFinished.
+# create/patch/delete of DeNASJobs are also how a DeNASCampaign owns its cells (one job per cell).
 - apiGroups: [denas.io]
   resources: [denasjobs]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [denas.io]
   resources: [denasjobs/status]
+  verbs: [get, patch, update]
+- apiGroups: [denas.io]
+  resources: [denascampaigns]
+  verbs: [get, list, watch, patch]
+- apiGroups: [denas.io]
+  resources: [denascampaigns/status]
   verbs: [get, patch, update]
 # Search and training pods (a failed group is deleted and re-created as a whole).
 - apiGroups: [""]

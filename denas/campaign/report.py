@@ -1,0 +1,156 @@
+"""The campaign comparison: per-target Pareto fronts on one plot, winners per target x budget, and
+the structures that are good everywhere -> ``report.json``, ``pareto.png``, ``report.html``.
+
+Built from the cells' result.json files (each cell's own Pareto front and best list), so it can be
+redrawn at any time from a campaign folder (locally DIR/cells/, on a cluster the claim).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from denas.search.checkpoint import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def _front(points: list[dict]) -> list[dict]:
+    """Non-dominated points: DE-Score maximised, measured latency minimised."""
+    ok = [p for p in points if p.get("latency_ms") is not None and p.get("de_score") is not None]
+    front = [
+        p
+        for p in ok
+        if not any(
+            q["de_score"] >= p["de_score"]
+            and q["latency_ms"] <= p["latency_ms"]
+            and q is not p
+            and (q["de_score"], q["latency_ms"]) != (p["de_score"], p["latency_ms"])
+            for q in ok
+        )
+    ]
+    return sorted(front, key=lambda p: p["latency_ms"])
+
+
+def build_report(
+    cells: Sequence[Mapping[str, Any]], results: Mapping[str, dict], status: Mapping[str, Any]
+) -> dict:
+    """``cells``: the campaign status' cell lines; ``results``: cell name -> its result.json."""
+    points: dict[str, dict[str, dict]] = {}
+    winners = []
+    for c in cells:
+        result = results.get(c["name"]) or {}
+        for r in [*result.get("pareto", []), *result.get("best", [])]:
+            p = {
+                "hash": r["hash"],
+                "de_score": r["scores"].get("de_score"),
+                "latency_ms": r.get("latency_ms"),
+                "params": r.get("params"),
+                "cell": c["name"],
+            }
+            points.setdefault(c["target"], {})[r["hash"]] = p
+        best = (result.get("best") or [None])[0]
+        row = {"target": c["target"], "constraints": c["constraints"], "cell": c["name"], "phase": c["phase"]}
+        if c.get("domain"):
+            row["domain"] = c["domain"]
+        if best:
+            row.update(
+                hash=best["hash"],
+                de_score=best["scores"].get("de_score"),
+                latency_ms=best.get("latency_ms"),
+                params=best.get("params"),
+                flops=best.get("flops"),
+            )
+        if "metric" in c:
+            row["metric"] = c["metric"]
+        winners.append(row)
+    return {
+        "fronts": {t: _front(list(p.values())) for t, p in points.items()},
+        "winners": winners,
+        "goodEverywhere": list(status.get("goodEverywhere", [])),
+        "scoresComputed": status.get("scoresComputed", 0),
+        "scoresReused": status.get("scoresReused", 0),
+        "progress": status.get("progress", {}),
+    }
+
+
+def plot_fronts(report: Mapping[str, Any], path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is a dependency of the engine
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    good = set(report.get("goodEverywhere", []))
+    for target, front in report["fronts"].items():
+        xs = [p["latency_ms"] for p in front]
+        ys = [p["de_score"] for p in front]
+        ax.plot(xs, ys, marker="o", label=target, drawstyle="steps-post")
+        for p in front:
+            if p["hash"] in good:
+                ax.scatter([p["latency_ms"]], [p["de_score"]], s=120, facecolors="none", edgecolors="black")
+    ax.set_xlabel("measured latency (ms, on the target's pool)")
+    ax.set_ylabel("DE-Score")
+    ax.set_title(title + " (circled: good on every target)")
+    ax.legend(title="target")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def write_report(out: Path, name: str, report: Mapping[str, Any]) -> Path:
+    """report.json + pareto.png + a self-contained report.html in ``out``."""
+    atomic_write_json(out / "report.json", report)
+    png = out / "pareto.png"
+    image = ""
+    try:
+        if plot_fronts(report, png, f"campaign {name}"):
+            image = f'<img alt="Pareto fronts" src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">'
+    except Exception as e:  # noqa: BLE001 - a figure must never lose a finished campaign
+        log.warning("could not draw the campaign plot: %s", e)
+    columns = [
+        "target",
+        "constraints",
+        "domain",
+        "phase",
+        "hash",
+        "de_score",
+        "latency_ms",
+        "params",
+        "metric",
+    ]
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(w.get(k)))}</td>" for k in columns) + "</tr>"
+        for w in report["winners"]
+    )
+    good = (
+        ", ".join(report.get("goodEverywhere") or [])
+        or "none (no structure is among the best on every target)"
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>DeNAS campaign {html.escape(name)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head>
+<body><h1>Campaign {html.escape(name)}</h1>
+<p>Cells {html.escape(report["progress"].get("summary", ""))} succeeded. DE-Scores computed
+{report["scoresComputed"]}, reused from the score store {report["scoresReused"]}.</p>
+<h2>Pareto fronts per target</h2>{image}
+<h2>Winners per target x budget</h2><table><tr>{"".join(f"<th>{c}</th>" for c in columns)}</tr>{rows}</table>
+<h2>Good everywhere</h2><p>{html.escape(good)}</p>
+<pre>{html.escape(json.dumps(report["fronts"], indent=1)[:20000])}</pre></body></html>
+"""
+    (out / "report.html").write_text(page)
+    return out / "report.html"

@@ -1,0 +1,77 @@
+"""`denas run campaign.yaml`: the cells run locally, share the score store, and one report compares them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import yaml
+from deploy_support import ROOT
+from search_support import FAKE
+
+SAMPLE = ROOT / "deploy" / "samples" / "campaign-digits.yaml"
+
+
+def small_campaign(tmp_path, max_parallel: int = 2):
+    m = yaml.safe_load(SAMPLE.read_text())
+    m["spec"]["maxParallel"] = max_parallel
+    t = m["spec"]["template"]
+    t["search"].update(population=6, generations=2, warmup=0)
+    t["training"]["enabled"] = False
+    t["constraints"] = {}
+    t["hardware"] = {"ipex": "off", "bf16": "off"}
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(m))
+    return path
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "denas", "run", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_a_local_campaign_runs_every_cell_shares_scores_and_writes_one_report(tmp_path):
+    out = tmp_path / "out"
+    proc = run(str(small_campaign(tmp_path, max_parallel=1)), "--out", str(out), "--scorer", FAKE)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads((out / "status.json").read_text())
+    assert status["phase"] == "Succeeded" and status["progress"]["summary"] == "4/4"
+    cells = {c["name"]: c for c in status["cells"]}
+    results = {n: json.loads((out / "cells" / n / "result.json").read_text()) for n in cells}
+    distinct = set()
+    for name in cells:
+        lines = (out / "cells" / name / "search" / "history.jsonl").read_text().splitlines()
+        distinct |= {json.loads(x)["hash"] for x in lines if '"candidate"' in x}
+    # every distinct structure scored once for the whole campaign, the rest reused
+    assert status["scoresComputed"] == len(distinct) == len(list((out / "score-store").glob("*.json")))
+    assert status["scoresComputed"] + status["scoresReused"] == sum(r["evaluated"] for r in results.values())
+    assert status["scoresReused"] > 0
+    # the same budget on both targets: the same winner (locally both targets are this machine)
+    for budget in ("p200k", "p100k"):
+        spr, icx = (results[f"digits-campaign-{t}-{budget}"]["best"][0]["hash"] for t in ("spr", "icx"))
+        assert spr == icx
+    # maxParallel 1: one cell after the other
+    spans = sorted(
+        (s["startTime"], s["completionTime"])
+        for s in (json.loads((out / "cells" / n / "status.json").read_text()) for n in cells)
+    )
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["fronts"]) == {"spr", "icx"} and len(report["winners"]) == 4
+    assert report["goodEverywhere"] == status["goodEverywhere"] and report["goodEverywhere"]
+    assert (out / "pareto.png").stat().st_size > 0 and "Winners per target" in (
+        out / "report.html"
+    ).read_text()
+
+
+def test_a_bad_campaign_is_one_clear_message_and_exit_2(tmp_path):
+    path = small_campaign(tmp_path)
+    m = yaml.safe_load(path.read_text())
+    m["spec"]["template"]["search"]["population"] = 0
+    path.write_text(yaml.safe_dump(m))
+    proc = run(str(path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "spec.template.search.population" in proc.stderr
+    assert not (tmp_path / "out").exists()

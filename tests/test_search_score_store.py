@@ -1,0 +1,171 @@
+"""The campaign score store and the provenance of cached scores (issues #17 and #14)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from search_support import FAKE
+
+from denas.search import SearchConfig, run_search
+from denas.search.evaluator import DeNASScorer, load_scorer
+from denas.search.score_store import ScoreProvenance, ScoreStore
+
+#: the digits CNN space with the sample's search budget; the cells differ in their params budget
+CELL_SPEC = {
+    "domain": "cnn",
+    "searchSpace": {"preset": "digits"},
+    "search": {"strategy": "ea", "population": 12, "generations": 4, "warmup": 12, "seed": 0},
+    "hardware": {"ipex": "off", "bf16": "off"},
+}
+BUDGETS = (200_000, 100_000)
+TARGETS = ("spr", "icx")
+
+
+def cell_config(max_params: int) -> SearchConfig:
+    return SearchConfig.from_spec({**CELL_SPEC, "constraints": {"maxParams": max_params}})
+
+
+def candidates(out) -> set[str]:
+    lines = (json.loads(line) for line in (out / "history.jsonl").read_text().splitlines())
+    return {e["hash"] for e in lines if e["event"] == "candidate"}
+
+
+def winners(result: dict) -> list[tuple[str, float]]:
+    return [(r["hash"], r["scores"]["de_score"]) for r in result["best"]]
+
+
+def test_a_2x2_campaign_scores_each_structure_once_and_returns_the_independent_winners(tmp_path):
+    independent = {}
+    for target in TARGETS:
+        for budget in BUDGETS:
+            out = tmp_path / "alone" / f"{target}-{budget}"
+            result = run_search(cell_config(budget), out, scorer=load_scorer(FAKE), plots=False)
+            independent[target, budget] = (result, candidates(out))
+    one_job = len(independent[TARGETS[0], BUDGETS[0]][1])
+    union = set().union(*(c for _, c in independent.values()))
+
+    store = tmp_path / "campaign" / "score-store"
+    shared: dict = {}
+
+    def cell(target: str, budget: int) -> None:
+        out = tmp_path / "campaign" / f"{target}-{budget}"
+        shared[target, budget] = run_search(
+            cell_config(budget), out, scorer=load_scorer(FAKE), plots=False, score_store=store
+        )
+
+    threads = [threading.Thread(target=cell, args=(t, b)) for t in TARGETS for b in BUDGETS]
+    for t in threads:  # all four cells at once: the claims must keep two jobs off the same score
+        t.start()
+    for t in threads:
+        t.join()
+
+    for key, (alone, _) in independent.items():
+        assert winners(shared[key]) == winners(alone), key
+    computed = sum(r["scoresComputed"] for r in shared.values())
+    reused = sum(r["scoresReused"] for r in shared.values())
+    assert computed == len(union) == ScoreStore(store).count()
+    assert computed + reused == sum(r["evaluated"] for r in shared.values())
+    assert computed <= 1.3 * one_job, (computed, one_job)
+    # without the store the four jobs compute every one of their candidates
+    assert sum(len(c) for _, c in independent.values()) >= 3.9 * one_job
+
+
+def test_stored_scores_are_reused_but_latency_is_measured_by_each_job(tmp_path):
+    calls = {"score": 0, "latency": 0}
+    fake = load_scorer(FAKE)
+
+    def scorer(space, structure, seed, config):
+        calls["score"] += 1
+        return fake(space, structure, seed, config)
+
+    def latency(space, structure, config):
+        calls["latency"] += 1
+        return 2 * fake.latency(space, structure, config)  # a slower pool
+
+    scorer.scorer_identity = "tests:counting"
+    scorer.latency = latency
+    store = tmp_path / "store"
+    first = run_search(cell_config(BUDGETS[0]), tmp_path / "a", scorer=scorer, plots=False, score_store=store)
+    scored = calls["score"]
+    second = run_search(
+        cell_config(BUDGETS[0]), tmp_path / "b", scorer=scorer, plots=False, score_store=store
+    )
+    assert calls["score"] == scored and calls["latency"] == second["evaluated"]
+    assert second["scoresReused"] == second["evaluated"] and second["scoresComputed"] == 0
+    assert first["best"][0]["scores"] == second["best"][0]["scores"]
+    assert second["best"][0]["latency_ms"] == 2 * first["best"][0]["latency_ms"]
+
+
+def test_a_store_record_of_another_scorer_or_code_version_is_not_reused(tmp_path):
+    store = ScoreStore(tmp_path)
+    mine = ScoreProvenance("denas.search.evaluator:DeNASScorer", "v1")
+    key = store.key("abc", "settings", 7, mine)
+    assert store.get_or_claim(key) is None
+    store.put(key, {"de_score": 11.45}, {})
+    assert store.get_or_claim(key) == {"de_score": 11.45}
+    for other in (
+        ScoreProvenance("denas.search.fakes:analytic_scorer", "v1"),
+        ScoreProvenance(mine.scorer, "v2"),
+    ):
+        assert store.key("abc", "settings", 7, other) != key
+    assert store.key("abc", "settings", 8, mine) != key  # another seed
+
+
+def test_a_waiting_job_gets_the_score_its_peer_is_computing(tmp_path):
+    store = ScoreStore(tmp_path, poll_s=0.01)
+    key = store.key("abc", "settings", 0, ScoreProvenance("s", "c"))
+    assert store.get_or_claim(key) is None  # this process computes
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(store.get_or_claim(key)))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive(), "the second job must wait, not compute the same score"
+    store.put(key, {"de_score": 0.5}, {})
+    waiter.join(5)
+    assert got == [{"de_score": 0.5}]
+
+
+def test_a_claim_left_by_a_dead_job_is_taken_over(tmp_path):
+    store = ScoreStore(tmp_path, stale_s=0.0, poll_s=0.01)
+    key = store.key("abc", "settings", 0, ScoreProvenance("s", "c"))
+    assert store.get_or_claim(key) is None  # ... and this job dies without put/release
+    assert ScoreStore(tmp_path, stale_s=0.0).get_or_claim(key) is None  # another one computes
+
+
+def test_a_claim_of_a_process_gone_from_this_host_is_taken_over_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    key = ScoreStore.key("abc", "settings", 0, ScoreProvenance("s", "c"))
+    code = f"from denas.search.score_store import ScoreStore; ScoreStore({str(tmp_path)!r}).get_or_claim({key!r})"
+    subprocess.run([sys.executable, "-c", code], check=True)  # claims, then exits without computing
+    assert (tmp_path / f"{key}.claim").exists()
+    started = time.monotonic()
+    assert ScoreStore(tmp_path, wait_s=60).get_or_claim(key) is None  # ours to compute, no 60 s wait
+    assert time.monotonic() - started < 5
+
+
+def test_a_real_search_does_not_reuse_the_test_scorers_cached_records(tmp_path, caplog):
+    """Issue #14 repro: the analytic scorer's records (scores around 11) fill a shared cache;
+    a real search with the same settings must score for itself (DE-Score in (0, 1))."""
+    spec = {**CELL_SPEC, "search": {**CELL_SPEC["search"], "population": 4, "generations": 1, "warmup": 0}}
+    spec["score"] = {"batchSize": 4, "latency": {"warmup": 0, "repeats": 1}}
+    cache = tmp_path / "scores.jsonl"
+    fake = run_search(
+        SearchConfig.from_spec(spec), tmp_path / "fake", scorer=load_scorer(FAKE), score_cache=cache
+    )
+    assert fake["best"][0]["scores"]["de_score"] > 5
+    with caplog.at_level(logging.WARNING):
+        real = run_search(
+            SearchConfig.from_spec(spec),
+            tmp_path / "real",
+            scorer=DeNASScorer(),
+            score_cache=cache,
+            plots=False,
+        )
+    assert real["scoresComputed"] == real["evaluated"] > 0
+    assert all(0 < r["scores"]["de_score"] < 1 for r in real["best"])
+    assert any("ignoring" in r.message and "analytic_scorer" in r.message for r in caplog.records)
