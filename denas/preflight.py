@@ -116,3 +116,19 @@ def load_checked_job(path: str | Path, *, local: bool = True, engine: bool = Tru
     if problems:
         raise JobValidationError(job.name, problems)
     return job
+
+
+def out_dir_problem(path: str | Path, flag: str = "--out") -> str | None:
+    """Why ``path`` cannot be (or become) an output directory, or None when it can."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"{flag} {path}: is a file, not a directory; choose a directory (it is created if missing)"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{flag} {path}: lies under {parent}, which is a file; choose a directory elsewhere"
+            target = path if path.exists() else parent
+            if not os.access(target, os.W_OK | os.X_OK):
+                return f"{flag} {path}: {target} is not writable by this user; choose a directory you own"
+            return None
+    return None

@@ -115,3 +115,26 @@ def training_progress(event: Mapping[str, Any]) -> dict[str, Any]:
     """A training progress event in the status' `training` shape (epoch, metric, metricName)."""
     mapping = {"epoch": "epoch", "metric": "metric", "metric_name": "metricName"}
     return {dst: event[src] for src, dst in mapping.items() if event.get(src) is not None}
+
+
+STAGE_TIMES = "stageTimes"
+
+
+def record_stage_time(status: dict[str, Any], stage: str, seconds: float) -> None:
+    """``status.stageTimes[stage]``: wall seconds a stage took (validate, search, training, report),
+    in the order the stages ran; a rerun that skips a finished stage keeps its first timing."""
+    status.setdefault(STAGE_TIMES, {})[stage] = round(float(seconds), 3)
+
+
+def stage_times_line(status: Mapping[str, Any]) -> str:
+    """``validate 0.4 s, search 12 s, training 31 s`` (empty when nothing was timed)."""
+    times = status.get(STAGE_TIMES) or {}
+    return ", ".join(f"{stage} {_seconds(s)}" for stage, s in times.items())
+
+
+def _seconds(s: float) -> str:
+    if s < 10:
+        return f"{s:.1f} s"
+    if s < 120:
+        return f"{s:.0f} s"
+    return f"{int(s // 60)} min {s % 60:02.0f} s"

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from denas import preflight
+from denas import status as st
 from denas.job import JobValidationError
 from denas.local.authoring import load_checked_job
 
@@ -43,6 +45,12 @@ class _Bars:
             return
         from tqdm import tqdm
 
+        if event.get("event") == "startup":  # what a process does before its first bar
+            tqdm.write(f"{what}: {event.get('message', event.get('stage'))}", file=sys.stderr)
+            return
+        if event.get("event") == "scored":  # inside a generation: candidates scored, with an ETA
+            self._scored(what, event)
+            return
         key, total_key = ("generation", "generations") if what == "search" else ("epoch", "epochs")
         if key not in event:
             return
@@ -59,19 +67,48 @@ class _Bars:
             bar.set_postfix({k: f"{event[k]:.4g}" for k in ("loss", "metric") if event.get(k) is not None})
         bar.refresh()
 
+    def _scored(self, what: str, event: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        key = f"{what}-generation"
+        bar = self.current.get(key)
+        if bar is None or bar.desc.strip() != f"generation {event['of_generation']}":
+            if bar is not None:
+                bar.close()
+            bar = tqdm(
+                total=event["total"],
+                desc=f"  generation {event['of_generation']}",
+                unit="cand",
+                file=sys.stderr,
+                leave=False,
+            )
+            self.current[key] = bar
+        bar.n = int(event["done"])
+        bar.refresh()
+
     def close(self) -> None:
         for bar in self.current.values():
             bar.close()
 
 
 def run(args: argparse.Namespace) -> int:
+    # within a second of start, before torch is imported: what start-up is doing
+    print(
+        f"denas run: checking {args.job} (schema, data set, search space: imports torch, a few seconds)",
+        file=sys.stderr,
+        flush=True,
+    )
+    checked = time.monotonic()
     from denas.local.executor import LocalRun, StepFailed
     from denas.local.report import make_plots, summary_table, write_html
 
+    out_problem = preflight.out_dir_problem(args.out) if args.out else None
     try:
+        if out_problem:
+            raise JobValidationError("--out", [out_problem])
         job = load_checked_job(args.job)
     except (JobValidationError, FileNotFoundError) as exc:
-        print(exc, file=sys.stderr)
+        print(f"denas run: error: {exc}", file=sys.stderr)
         return 2
     out: Path = args.out or Path("runs") / job.name
     trained_rank = job.spec["training"]["structureRank"]
@@ -85,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     bars = _Bars(args.progress)
     started = time.monotonic()
     local = LocalRun(job=job, job_file=Path(args.job), out=out, on_progress=bars)
+    st.record_stage_time(local.status, "validate", time.monotonic() - checked)
     try:
         status = local.run()
     except StepFailed as exc:
@@ -94,9 +132,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"status: {out / 'status.json'}   report: {out / 'report.html'}", file=sys.stderr)
         return 1
     bars.close()
+    reporting = time.monotonic()
     plots = make_plots(out)
     report = write_html(out, job.name, plots, trained_rank)
+    st.record_stage_time(status, "report", time.monotonic() - reporting)
+    local.save_status()
     print(summary_table(status, trained_rank))
+    print(f"time per stage: {st.stage_times_line(status)}", file=sys.stderr)
     print(
         f"\n{status['phase']} in {time.monotonic() - started:.0f} s. "
         f"status: {out / 'status.json'}  result: {out / 'result.json'}  report: {report}",

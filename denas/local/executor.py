@@ -92,9 +92,9 @@ class LocalRun:
     # ----- the job --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         try:
-            result = self.search()
+            result = self.timed("search", self.search, self.out / "search" / "result.json")
             if self.job.spec["training"]["enabled"]:
-                self.train(result)
+                self.timed("training", lambda: self.train(result), self.out / "train" / "metrics.json")
         except StepFailed as exc:
             self.condition(st.FAILED, True, exc.reason, str(exc))
             self.status["completionTime"] = st.now()
@@ -104,6 +104,18 @@ class LocalRun:
         self.status["completionTime"] = st.now()
         self.save_status()
         return self.status
+
+    def timed(self, stage: str, step: Callable[[], Any], output: Path) -> Any:
+        """Run ``step`` and record its time in status.stageTimes, unless ``output`` existed (a rerun
+        skips a finished stage and keeps its first timing). A failed stage is timed too."""
+        if output.exists():
+            return step()
+        started = time.monotonic()
+        try:
+            return step()
+        finally:
+            st.record_stage_time(self.status, stage, time.monotonic() - started)
+            self.save_status()
 
     def _success_message(self) -> str:
         training = self.status.get("training", {})

@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from denas.search.progress import startup
+
+    # first, before torch is imported (seconds): say what start-up is doing
+    startup("imports", "importing torch and the search space")
     from denas.job import JobValidationError, load_job
     from denas.search.evaluator import load_scorer
     from denas.search.metrics import SearchMetrics

@@ -23,7 +23,7 @@ from denas.search.constraints import LatencyPredictor, check_satisfiable, make_a
 from denas.search.distributed import DistributedPool, LocalPool, default_threads, world_from_env
 from denas.search.evaluator import Evaluator, Scorer
 from denas.search.metrics import SearchMetrics
-from denas.search.progress import Progress, kube_reporter
+from denas.search.progress import Progress, kube_reporter, startup
 from denas.search.strategies import Context, create, rank_records
 from denas.search.surrogate import make_surrogate_rank
 
@@ -120,6 +120,8 @@ def run_search(
         return record
 
     if world > 1:
+        if rank == 0:
+            startup("join", f"waiting for {world} search processes to join")
         pool: Any = DistributedPool(evaluate, rank, world, dist_timeout_s, cost=space.count_flops)
         if rank != 0:
             try:
@@ -179,6 +181,11 @@ def _coordinate(
     state = ckpt.load_checkpoint(out_dir) if resume else None
     if state is None:
         latency_of = getattr(evaluator.scorer, "latency", None)
+        if config.constraints.max_latency_ms is not None and callable(latency_of):
+            startup(
+                "latency-calibration",
+                "measuring latency of the smallest structures (can spec.constraints.maxLatencyMs be met?)",
+            )
         check_satisfiable(
             space, config, (lambda s: latency_of(space, s, config)) if callable(latency_of) else None
         )
@@ -215,7 +222,9 @@ def _coordinate(
         for s, h in zip(structures, hashes):
             if h not in archive and cache.get(h) is None:
                 todo.setdefault(h, s)
-        for record in pool.map(list(todo.values()), on_record=cache.put):
+        for record in pool.map(
+            list(todo.values()), on_record=_reporting(cache.put, progress, pool, generation, len(todo))
+        ):
             cache.put(record)
         lines = []
         for h in hashes:
@@ -256,6 +265,28 @@ def _coordinate(
     progress.event({"event": "result", "result": result})
     progress.close()
     return result
+
+
+def _reporting(put: Callable[[dict], None], progress: Any, pool: Any, generation: int, total: int):
+    """``put`` (the score cache), then tell ``progress`` how far this generation's scoring is.
+
+    Rank 0 sees only its own records; the shared work counter of a distributed pool says how
+    many candidates all ranks took, of which at most one per other rank is still in flight."""
+    start, scored = getattr(progress, "start_generation", None), getattr(progress, "scored", None)
+    if start is None or scored is None:  # a caller's own progress object
+        return put
+    start(generation + 1, total)
+    mine = 0
+
+    def on_record(record: dict) -> None:
+        nonlocal mine
+        put(record)
+        mine += 1
+        taken = getattr(pool, "taken", mine)
+        done = max(mine, taken - (getattr(pool, "world_size", 1) - 1))
+        scored(generation + 1, min(done, total), total)
+
+    return on_record
 
 
 def _check_same_config(state: dict, config: SearchConfig, out_dir: Path) -> None:
