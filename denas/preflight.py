@@ -94,12 +94,13 @@ def spec_problems(spec: Mapping[str, Any], *, local: bool, engine: bool = False)
     """Every problem DeNAS can see in a schema-valid ``spec``, one line each (empty: none).
 
     ``local``: the job runs on this machine, so data set paths are checked on disk.
-    ``engine``: also build the search space from ``spec.searchSpace`` (needs torch)."""
+    ``engine``: also build the search space from ``spec.searchSpace`` (needs torch, which takes
+    seconds to import: only done once everything else passed, so a mistake is reported at once)."""
     problems = score_problems(spec.get("score"))
     training = spec.get("training") or {}
     if training.get("enabled"):  # the data set is only read for training
         problems += dataset_problems(training.get("dataset"), local=local)
-    if engine:
+    if engine and not problems:
         problems += search_space_problems(spec)
     return problems
 

@@ -259,6 +259,9 @@ def _coordinate(
         progress.event(event)
 
     result = build_result(config, strategy, archive, hardware, time.monotonic() - started)
+    # float32 kernels sum in another order with another thread count: `denas score` of these
+    # structures uses the same count, so it prints exactly these scores
+    result["threads"] = _torch_threads()
     ckpt.atomic_write_json(out_dir / ckpt.RESULT, result)
     if plots:
         _plot(out_dir, config, curve, archive, result)
@@ -287,6 +290,12 @@ def _reporting(put: Callable[[dict], None], progress: Any, pool: Any, generation
         scored(generation + 1, min(done, total), total)
 
     return on_record
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _check_same_config(state: dict, config: SearchConfig, out_dir: Path) -> None:
