@@ -137,3 +137,23 @@ def test_the_local_executor_times_a_stage_only_when_it_runs(tmp_path: Path):
     run.status["stageTimes"]["search"] = 99.0
     run.timed("search", lambda: None, output)  # a rerun skips the finished stage: its time stays
     assert run.status["stageTimes"]["search"] == 99.0
+
+
+def test_the_terminal_bars_show_start_up_lines_and_a_bar_inside_the_generation(capsys):
+    from denas.local.command import _Bars
+
+    bars = _Bars("bar")
+    bars("search", {"event": "startup", "stage": "imports", "message": "importing torch"})
+    for done in (0, 3):
+        bars("search", {"event": "scored", "of_generation": 1, "generations": 2, "done": done, "total": 6})
+    inner = bars.current["search-generation"]
+    assert (inner.n, inner.total) == (3, 6)
+    bars("search", {"event": "scored", "of_generation": 2, "generations": 2, "done": 1, "total": 4})
+    assert bars.current["search-generation"] is not inner and bars.current["search-generation"].total == 4
+    bars(
+        "search",
+        {"event": "generation", "generation": 1, "generations": 2, "evaluated": 6, "best_score": 0.5},
+    )
+    assert bars.current["search"].n == 1
+    bars.close()
+    assert "search: importing torch" in capsys.readouterr().err
