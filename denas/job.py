@@ -220,14 +220,12 @@ def _cel_rules(
             activation["oldSelf"] = celpy.json_to_cel(old)
         try:
             ok = bool(_cel_program(rule["rule"]).evaluate(activation))
-        except Exception as exc:  # a rule that cannot evaluate is a rejection, as in the API server
-            ok, detail = False, str(exc)
-        else:
-            detail = ""
+        except Exception:  # noqa: BLE001 - a rule that cannot evaluate is a rejection, as in the
+            # API server; the evaluator's internals mean nothing to the user, the rule's message does
+            ok = False
         if not ok:
             message = rule.get("message") or f"failed rule: {rule['rule']}"
-            suffix = f" ({detail})" if detail else ""
-            yield f"{_path(path)}: Invalid value: {_value(obj)}: {message}{suffix}"
+            yield f"{_path(path)}: Invalid value: {_value(obj)}: {message}"
     if isinstance(obj, dict):
         for key, sub in schema.get("properties", {}).items():
             if key in obj:
@@ -244,23 +242,36 @@ def _cel_rules(
 
 
 def read_manifest(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
-    """A manifest from a path, YAML text or a dict (copied; never modified)."""
+    """A manifest from a path or a dict (copied; never modified).
+
+    File problems (missing, a directory, not UTF-8, YAML syntax, duplicate keys) raise
+    `denas.manifest_file.ManifestFileError`, a JobValidationError whose message is file:line:col."""
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source))
+    from denas.manifest_file import ManifestFileError, read_yaml_documents
+
     path = Path(source)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path}: no such file; pass the path of a DeNASJob manifest (YAML)"
-        ) from None
-    docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    docs = read_yaml_documents(path)
     jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
-    if len(jobs) != 1:
-        raise JobValidationError(
-            path.name, [f"<root>: {path} must hold exactly one {KIND} document, found {len(jobs)}"]
+    if len(jobs) == 1:
+        return jobs[0]
+    if len(docs) == 1 and isinstance(docs[0], dict):
+        return docs[0]  # one mapping of another kind: validate_manifest names the wrong field
+    if not docs:
+        raise ManifestFileError(
+            f"{path}: holds no YAML document; a {KIND} manifest starts with apiVersion: {API_VERSION}, "
+            f"kind: {KIND}, metadata: {{name: ...}} and spec: (see deploy/samples/)"
         )
-    return jobs[0]
+    if len(docs) == 1:
+        raise ManifestFileError(
+            f"{path}: the document is a {type(docs[0]).__name__}, not a mapping; a {KIND} manifest is a "
+            "mapping with apiVersion, kind, metadata and spec (see deploy/samples/)"
+        )
+    kinds = [d.get("kind") if isinstance(d, dict) else type(d).__name__ for d in docs]
+    raise ManifestFileError(
+        f"{path}: must hold exactly one {KIND} document, found {len(jobs)} among {len(docs)} documents "
+        f"(kinds: {', '.join(map(str, kinds))}); keep one {KIND} per file"
+    )
 
 
 def validate_manifest(manifest: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> list[str]:
@@ -273,24 +284,47 @@ def validate_manifest(manifest: Mapping[str, Any], old: Mapping[str, Any] | None
     if manifest.get("kind") != KIND:
         errors.append(f'kind: Unsupported value: {_value(manifest.get("kind"))}: supported values: "{KIND}"')
     metadata = manifest.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    if not isinstance(name, str) or not name:
-        errors.append("metadata.name: Required value: name is required")
+    name_errors = _metadata_errors(metadata)
+    errors += name_errors
     schema = openapi_schema()
     apply_defaults(schema, manifest)
     schema_errors = sorted(_validator().iter_errors(manifest), key=lambda e: list(map(str, e.absolute_path)))
     for error in schema_errors:
+        if list(error.absolute_path)[:1] == ["metadata"] and name_errors:
+            continue  # already said, in plain words, by _metadata_errors
         errors.extend(_schema_error_lines(error))
-    if not schema_errors:  # the API server skips CEL when the structural checks already failed
+    if not schema_errors and not name_errors:  # the API server skips CEL when structural checks failed
         errors.extend(_cel_rules(schema, manifest, [], old))
     return errors
+
+
+def _metadata_errors(metadata: Any) -> list[str]:
+    """Plain messages for a missing or malformed metadata/name (before any CEL rule reads it)."""
+    if metadata is None:
+        return ["metadata.name: Required value: add metadata: {name: my-job} (a lowercase DNS-1035 label)"]
+    if not isinstance(metadata, Mapping):
+        return [
+            f"metadata: Invalid value: {_value(metadata)}: metadata must be a mapping such as "
+            "metadata: {name: my-job}"
+        ]
+    name = metadata.get("name")
+    if name is None or name == "":
+        return ["metadata.name: Required value: add metadata.name, a lowercase DNS-1035 label such as my-job"]
+    if not isinstance(name, str):
+        return [
+            f"metadata.name: Invalid value: {_value(name)}: must be a string, a lowercase DNS-1035 label "
+            f'such as "job-{name}" (quote it in YAML)'
+        ]
+    return []
 
 
 def validate_name(name: Any) -> list[str]:
     """The error lines `validate_manifest` gives for this `metadata.name` alone: the root rules
     that read only the metadata. Lets a caller validate a spec once for many jobs (the operator
     caches spec validation by spec, and checks each job's name with this)."""
-    errors = [] if isinstance(name, str) and name else ["metadata.name: Required value: name is required"]
+    errors = _metadata_errors({"name": name})
+    if errors:
+        return errors
     root = openapi_schema()
     rules = [r for r in root.get("x-kubernetes-validations", []) if "self.spec" not in r["rule"]]
     metadata = {} if name is None else {"name": name}
@@ -303,7 +337,8 @@ def load_job(source: str | Path | Mapping[str, Any], old: Mapping[str, Any] | No
     manifest = read_manifest(source)
     errors = validate_manifest(manifest, old)
     if errors:
-        name = (manifest.get("metadata") or {}).get("name") or "<unnamed>"
+        metadata = manifest.get("metadata")
+        name = (metadata.get("name") if isinstance(metadata, Mapping) else None) or "<unnamed>"
         raise JobValidationError(str(name), errors)
     manifest["metadata"].setdefault("namespace", "default")
     return Job(manifest)

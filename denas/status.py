@@ -126,3 +126,31 @@ def training_progress(event: Mapping[str, Any]) -> dict[str, Any]:
     """A training progress event in the status' `training` shape (epoch, metric, metricName)."""
     mapping = {"epoch": "epoch", "metric": "metric", "metric_name": "metricName"}
     return {dst: event[src] for src, dst in mapping.items() if event.get(src) is not None}
+
+
+STAGES = "stages"
+
+
+def record_stage_time(status: dict[str, Any], stage: str, seconds: float) -> None:
+    """``status.stages[stage].seconds``: wall seconds of a stage that runs in one piece (validate,
+    report); the executor's search and training records also carry start/completion times and
+    sum their seconds over resumes. Stages keep the order they first ran in."""
+    status.setdefault(STAGES, {}).setdefault(stage, {})["seconds"] = round(float(seconds), 3)
+
+
+def stage_times_line(status: Mapping[str, Any]) -> str:
+    """``validate 0.4 s, search 12 s, training 3 min 05 s`` (empty when nothing was timed)."""
+    stages = status.get(STAGES) or {}
+    return ", ".join(
+        f"{stage} {_seconds(rec['seconds'])}"
+        for stage, rec in stages.items()
+        if rec.get("seconds") is not None
+    )
+
+
+def _seconds(s: float) -> str:
+    if s < 10:
+        return f"{s:.1f} s"
+    if s < 120:
+        return f"{s:.0f} s"
+    return f"{int(s // 60)} min {s % 60:02.0f} s"

@@ -173,10 +173,10 @@ def test_validate_and_explain_for_authoring(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SAMPLE.read_text().replace("population: 12", "population: 0"))
     proc = denas("validate", str(bad), timeout=120)
-    assert proc.returncode == 1 and "spec.search.population: Invalid value: 0" in proc.stderr
+    assert proc.returncode == 2 and "spec.search.population: Invalid value: 0" in proc.stderr
     explained = denas("explain", "spec.constraints", timeout=120)
     assert explained.returncode == 0 and "maxLatencyMs\t<number>" in explained.stdout
-    assert denas("explain", "spec.nope", timeout=120).returncode == 1
+    assert denas("explain", "spec.nope", timeout=120).returncode == 2
 
 
 def test_run_help_is_true_to_the_flags():
@@ -196,3 +196,11 @@ def test_the_summary_marks_the_structure_that_training_actually_used():
     rows = summary_rows(status, trained_rank=1)  # spec.training.structureRank: 1
     assert [r["trained"] for r in rows] == ["", "accuracy=0.9000"]
     assert "accuracy=0.9000" in summary_table(status, trained_rank=1).splitlines()[3]
+
+
+@pytest.mark.slow
+def test_the_status_records_where_the_time_went(finished_run: Path):
+    stages = json.loads((finished_run / "status.json").read_text())["stages"]
+    assert list(stages) == ["validate", "search", "training", "report"]
+    assert all(s["seconds"] > 0 for s in stages.values())
+    assert stages["search"]["completionTime"] and stages["training"]["completionTime"]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import denas.scores as scores
+from denas import units
 from denas.cli import main
 
 JOB = """
@@ -42,6 +47,64 @@ def test_score_one_structure_prints_a_table_and_bad_input_is_an_error(job, capsy
     out = capsys.readouterr().out
     # the table shows every component the job's DE-Score weighs (cnn defaults + the job's diversity)
     weighted = scores.resolve_weights({"diversity": 1.0}, "cnn")
-    assert "de_score" in out.splitlines()[0] and all(c in out.splitlines()[0] for c in weighted)
+    assert "DE-Score" in out.splitlines()[0] and all(c in out.splitlines()[0] for c in weighted)
     assert main(["score", str(job), "--random", "1", "--proxies", "nope"]) == 2
-    assert "unknown proxy 'nope'" in capsys.readouterr().err
+    assert '--proxies: Unsupported value: "nope"' in capsys.readouterr().err
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[1]
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "operator")]), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "denas", *args], capture_output=True, text=True, timeout=900, env=full_env
+    )
+
+
+def test_denas_score_gives_the_searched_structures_exactly_their_search_scores(tmp_path):
+    """One scorer: the search's seed per structure, batch, weights and calibration (was 0.8485 vs 0.8477)."""
+    job = tmp_path / "job.yaml"
+    job.write_text(JOB + "  search: {population: 4, generations: 1, seed: 3, topK: 4}\n")
+    searched = _cli("search", str(job), "--out", str(tmp_path / "out"), "--no-plots", OMP_NUM_THREADS="1")
+    assert searched.returncode == 0, searched.stderr[-2000:]
+    best = json.loads((tmp_path / "out" / "result.json").read_text())["best"]
+    scored = _cli(
+        "score", str(job), "--structure", str(tmp_path / "out" / "result.json"), "--json", "--no-latency"
+    )
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    rows = {r["hash"]: r for r in map(json.loads, scored.stdout.splitlines())}
+    assert len(best) >= 2 and set(rows) == {b["hash"] for b in best}
+    for b in best:
+        assert rows[b["hash"]]["de_score"] == b["scores"]["de_score"]  # exactly: the same code path
+        assert rows[b["hash"]]["diversity"] == b["scores"]["diversity"]
+        assert (rows[b["hash"]]["params"], rows[b["hash"]]["flops"]) == (b["params"], b["flops"])
+
+
+def test_the_table_has_human_readable_numbers_and_json_keeps_raw_ones(job, capsys):
+    assert main(["score", str(job), "--random", "2", "--no-latency"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["hash", "params", "flops"] and table[0].split()[-1] == "DE-Score"
+    row = table[2].split()
+    assert row[1][-1] in "kM" and row[3].endswith("FLOPs") and len(row[-1].split(".")[1]) == 4
+    assert main(["score", str(job), "--random", "2", "--no-latency", "--json"]) == 0
+    raw = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert isinstance(raw["params"], int) and isinstance(raw["de_score"], float)
+
+
+@pytest.mark.parametrize(
+    "fn, value, text",
+    [
+        (units.count, 89778, "89.8k"),
+        (units.count, 950, "950"),
+        (units.count, 3211424, "3.21M"),
+        (units.count, 1_500_000_000, "1.5G"),
+        (units.flops, 1_200_000, "1.2 MFLOPs"),
+        (units.flops, 639_900, "640 kFLOPs"),
+        (units.milliseconds, 0.79384, "0.794 ms"),
+        (units.score, 0.8476531672041292, "0.8477"),
+        (units.score, 143.8712, "143.87"),
+        (units.score, 1.52e11, "1.520e+11"),
+        (units.score, None, "-"),
+    ],
+)
+def test_units_read_like_a_person_writes_them(fn, value, text):
+    assert fn(value) == text

@@ -8,9 +8,12 @@ for the space's models (vision: ``(B, C, H, W)``; bert: a dict of tensors; asr: 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from denas.data.common import DataBundle, DataError
+from denas.data.layouts import LAYOUTS, DataError, dataset_problems
+
+if TYPE_CHECKING:
+    from denas.data.common import DataBundle
 
 # name -> "module:function"; modules are imported on use so `digits` never pulls in transformers.
 LOADERS: dict[str, str] = {
@@ -55,4 +58,14 @@ def _loader(name: str) -> Callable[..., DataBundle]:
     return getattr(importlib.import_module(module), func)
 
 
-__all__ = ["DataBundle", "DataError", "LOADERS", "load_dataset"]
+def __getattr__(name: str) -> Any:
+    # DataBundle needs torch; importing the package must not (the operator checks data set
+    # layouts with `denas.data.layouts` and ships no torch)
+    if name == "DataBundle":
+        from denas.data.common import DataBundle
+
+        return DataBundle
+    raise AttributeError(name)
+
+
+__all__ = ["LAYOUTS", "LOADERS", "DataBundle", "DataError", "dataset_problems", "load_dataset"]

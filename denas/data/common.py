@@ -10,9 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
-
-class DataError(ValueError):
-    """Training data is missing or malformed. The message names the path and the expected layout."""
+from denas.data.layouts import DataError  # noqa: F401  (re-exported: the loaders raise it)
 
 
 @dataclass

@@ -20,14 +20,10 @@ import torch
 from torch.utils.data import Dataset
 
 from denas.data.common import DataBundle, DataError, apply_limit, first, require_path, split_indices
+from denas.data.layouts import LIBRISPEECH_LAYOUT, SPOKEN_WORDS_LAYOUT
 
 SAMPLE_RATE = 16_000
 ALPHABET = " abcdefghijklmnopqrstuvwxyz'"  # id i+1 is ALPHABET[i]; matches denas.spaces.asr.VOCAB
-LIBRISPEECH_LAYOUT = (
-    "<path>/<split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt with one '<utterance-id> TRANSCRIPT' "
-    "line per <utterance-id>.flac beside it (splits named train-*, dev-*, test-*), or one split directory itself"
-)
-SPOKEN_WORDS_LAYOUT = "<path>/<word>/<clip>.wav (one directory per word; e.g. made by denas.data.speech.synthesize_spoken_words)"
 DEFAULT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 

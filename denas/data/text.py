@@ -19,16 +19,10 @@ import torch
 from torch.utils.data import Dataset
 
 from denas.data.common import DataBundle, DataError, first, require_path, split_indices
+from denas.data.layouts import SQUAD_LAYOUT, TOKENIZER_LAYOUT
 
 SYNTHETIC_CLASSES = 4
 KEYWORDS_PER_CLASS = 5
-SQUAD_LAYOUT = (
-    "a SQuAD v1.1 JSON file ({'data': [{'paragraphs': [{'context', 'qas': [{'id', 'question', "
-    "'answers': [{'text', 'answer_start'}]}]}]}]}), or a directory holding train-v1.1.json (and dev-v1.1.json)"
-)
-TOKENIZER_LAYOUT = (
-    "a local directory with a WordPiece vocab.txt (or tokenizer.json), or the vocab.txt file itself"
-)
 
 
 class TensorDict(Dataset):

@@ -16,20 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from denas.data.common import DataBundle, DataError, apply_limit, first, require_path, split_indices
-
-CIFAR_PY_LAYOUT = (
-    "a directory 'cifar-10-batches-py' (or the path itself) holding the python pickles "
-    "data_batch_1..data_batch_5 and test_batch, each a dict with b'data' (N x 3072 uint8) and b'labels'"
-)
-CIFAR_BIN_LAYOUT = (
-    "a directory 'cifar-10-batches-bin' holding data_batch_1.bin..data_batch_5.bin and test_batch.bin, "
-    "records of 1 label byte + 3072 pixel bytes"
-)
-IMAGEFOLDER_LAYOUT = (
-    "one sub-directory per class holding PNG/JPEG files (<path>/<class>/<image>.png), or "
-    "<path>/train/<class>/... with <path>/val/<class>/... (or test/)"
-)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+from denas.data.layouts import CIFAR_BIN_LAYOUT, CIFAR_PY_LAYOUT, IMAGE_SUFFIXES, IMAGEFOLDER_LAYOUT
 
 
 class ImageBatch:

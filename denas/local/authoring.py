@@ -8,7 +8,8 @@ import sys
 
 import yaml
 
-from denas.job import Job, JobValidationError, explain, load_job
+from denas import preflight
+from denas.job import Job, JobValidationError, explain
 
 
 def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +17,13 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--schema-only",
         action="store_true",
-        help="only what the API server checks (skip the engine's checks of searchSpace and score.proxies)",
+        help="only what the API server checks (skip DeNAS's checks of searchSpace, score and the data set)",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the manifest is for the operator: data set paths are inside the pods, so only check that "
+        "they are given (without it they must exist here, readable and in the data set's layout)",
     )
     parser.add_argument(
         "-o",
@@ -36,10 +43,13 @@ def run_validate(args: argparse.Namespace) -> int:
 
         return validate_campaign(args)
     try:
-        job = load_checked_job(args.job, engine=not args.schema_only)
+        if args.schema_only:
+            job = preflight.load_job(args.job)
+        else:
+            job = load_checked_job(args.job, local=not args.cluster)
     except (JobValidationError, FileNotFoundError) as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return 2
     if args.output == "yaml":
         print(job.to_yaml(), end="")
     elif args.output == "json":
@@ -60,37 +70,9 @@ def run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_checked_job(path: str, engine: bool = True) -> Job:
-    """`load_job`, then (unless `engine` is False) the engine's own checks, as one JobValidationError."""
-    job = load_job(path)
-    problems = engine_checks(job.spec) if engine else []
-    if problems:
-        raise JobValidationError(job.name, problems)
-    return job
-
-
-def engine_checks(spec: dict) -> list[str]:
-    """What only the engine knows: the space's override keys and the proxy names."""
-    errors: list[str] = []
-    from denas import spaces
-
-    try:
-        spaces.get(spec["domain"], spec.get("searchSpace") or {})
-    except spaces.StructureError as exc:
-        errors.append(f"spec.{exc}" if str(exc).startswith("searchSpace") else f"spec.searchSpace: {exc}")
-    proxies = spec.get("score", {}).get("proxies") or []
-    if proxies:
-        try:
-            from denas.scores import registry
-        except ImportError:  # pragma: no cover - the scores package is part of the engine
-            return errors
-        unknown = [p for p in proxies if p not in registry.names()]
-        if unknown:
-            errors.append(
-                f"spec.score.proxies: Unsupported value: {json.dumps(unknown[0])}: supported values: "
-                + ", ".join(registry.names())
-            )
-    return errors
+def load_checked_job(path: str, engine: bool = True, local: bool = True) -> Job:
+    """`denas.preflight.load_checked_job`: the schema, then every check DeNAS can make up front."""
+    return preflight.load_checked_job(path, local=local, engine=engine)
 
 
 def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +86,7 @@ def run_explain(args: argparse.Namespace) -> int:
         print(explain(args.field), end="")
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 
@@ -124,7 +106,7 @@ def run_spaces(args: argparse.Namespace) -> int:
         space = spaces.get(args.name)
     except spaces.StructureError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     print(
         yaml.safe_dump({"choices": dict(space.DEFAULTS), "presets": space.presets()}, sort_keys=False), end=""
     )

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from denas import preflight
+from denas import status as st
 from denas.job import JobValidationError
 from denas.local.authoring import load_checked_job
 
@@ -50,6 +52,12 @@ class _Bars:
             return
         from tqdm import tqdm
 
+        if event.get("event") == "startup":  # what a process does before its first bar
+            tqdm.write(f"{what}: {event.get('message', event.get('stage'))}", file=sys.stderr)
+            return
+        if event.get("event") == "scored":  # inside a generation: candidates scored, with an ETA
+            self._scored(what, event)
+            return
         key, total_key = ("generation", "generations") if what == "search" else ("epoch", "epochs")
         if key not in event:
             return
@@ -66,12 +74,38 @@ class _Bars:
             bar.set_postfix({k: f"{event[k]:.4g}" for k in ("loss", "metric") if event.get(k) is not None})
         bar.refresh()
 
+    def _scored(self, what: str, event: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        key = f"{what}-generation"
+        bar = self.current.get(key)
+        if bar is None or bar.desc.strip() != f"generation {event['of_generation']}":
+            if bar is not None:
+                bar.close()
+            bar = tqdm(
+                total=event["total"],
+                desc=f"  generation {event['of_generation']}",
+                unit="cand",
+                file=sys.stderr,
+                leave=False,
+            )
+            self.current[key] = bar
+        bar.n = int(event["done"])
+        bar.refresh()
+
     def close(self) -> None:
         for bar in self.current.values():
             bar.close()
 
 
 def run(args: argparse.Namespace) -> int:
+    # within a second of start, before torch is imported: what start-up is doing
+    print(
+        f"denas run: checking {args.job} (schema, data set, search space: imports torch, a few seconds)",
+        file=sys.stderr,
+        flush=True,
+    )
+    checked = time.monotonic()
     from denas.campaign.spec import KIND as CAMPAIGN
     from denas.campaign.spec import manifest_kind
     from denas.local.executor import LocalRun, StepFailed
@@ -83,10 +117,13 @@ def run(args: argparse.Namespace) -> int:
 
         return run_campaign(args)
 
+    out_problem = preflight.out_dir_problem(args.out) if args.out else None
     try:
+        if out_problem:
+            raise JobValidationError("--out", [out_problem])
         job = load_checked_job(args.job)
     except (JobValidationError, FileNotFoundError) as exc:
-        print(exc, file=sys.stderr)
+        print(f"denas run: error: {exc}", file=sys.stderr)
         return 2
     out: Path = args.out or Path("runs") / job.name
     trained_rank = job.spec["training"]["structureRank"]
@@ -128,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     extra = ["--scorer", args.scorer] if args.scorer else []
     local = LocalRun(job=job, job_file=Path(args.job), out=out, on_progress=bars, search_args=extra)
+    st.record_stage_time(local.status, "validate", time.monotonic() - checked)
     try:
         status = local.run()
     except StepFailed as exc:
@@ -140,8 +178,13 @@ def run(args: argparse.Namespace) -> int:
         status = json.loads((out / "status.json").read_text())
     else:
         bars.close()
+        reporting = time.monotonic()
         write_html(out, job.name, make_plots(out), trained_rank)
+        st.record_stage_time(status, "report", time.monotonic() - reporting)
+        local.save_status()
         print(summary_table(status, trained_rank))
+    if line := st.stage_times_line(status):
+        print(f"time per stage: {line}", file=sys.stderr)
     # The last line and the exit code come from status.json, so they can never disagree with it.
     phase = status["phase"]
     print(

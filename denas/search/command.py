@@ -55,13 +55,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from denas.job import JobValidationError, load_job
+    from denas.search.progress import startup
+
+    # first, before torch is imported (seconds): say what start-up is doing
+    startup("imports", "importing torch and the search space")
+    from denas import preflight
+    from denas.job import JobValidationError
     from denas.search.evaluator import load_scorer
     from denas.search.metrics import SearchMetrics
     from denas.search.runner import run_search
 
     try:
-        job = load_job(args.job)
+        out_problem = preflight.out_dir_problem(args.out)
+        if out_problem:
+            raise SearchError(out_problem)
+        # the data set is checked here too when the job runs on this machine (in a pod its path
+        # is the pod's, and the training pods report a missing data set themselves)
+        job = preflight.load_checked_job(args.job, local=not preflight.in_pod(), engine=False)
         config = SearchConfig.from_spec(job.spec)
         if args.threads is not None and args.threads < 1:
             raise SearchError(f"--threads: Invalid value: {args.threads}: must be >= 1")

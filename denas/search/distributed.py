@@ -104,6 +104,7 @@ class DistributedPool:
         self.dist = dist
         self.closed = False
         self.rounds = 0
+        self.taken = 0
         if not dist.is_initialized():
             try:
                 dist.init_process_group(
@@ -147,6 +148,7 @@ class DistributedPool:
             )
             if k > len(order):
                 return mine
+            self.taken = k  # candidates taken by all ranks so far (rank 0's progress reads it)
             i = order[k - 1]
             record = self.evaluate(structures[i])
             if on_record is not None:

@@ -61,6 +61,7 @@ class DeNASScorer:
         from denas.scores import score_model
         from denas.scores.descore import domain_key
 
+        same_kernels_as_latency(config)
         score_cfg = config.score
         weights = {k: v for k, v in (score_cfg.get("weights") or {}).items() if k != "latency"}
         torch.manual_seed(seed)
@@ -118,6 +119,20 @@ class DeNASScorer:
             bf16=config.bf16,
         )
         return result
+
+
+def same_kernels_as_latency(config: SearchConfig) -> None:
+    """Import IPEX before the first score when latency measurement may import it.
+
+    Importing intel_extension_for_pytorch replaces torch's CPU kernels (conv, linear) for the
+    rest of the process, which moves float32 gradients in the last digits: without this, the
+    first candidates of a search (scored before the first latency measurement imported IPEX)
+    and `denas score --no-latency` got other DE-Scores than the same structures scored later
+    (1.70366019226 vs 1.70366019319). With it, a score depends on the structure alone."""
+    if config.ipex != "off":
+        from denas.scores.latency import import_ipex
+
+        import_ipex()
 
 
 def load_scorer(path: str | None) -> Scorer:

@@ -1,5 +1,10 @@
 """Progress of a search: a tqdm bar on a TTY, JSON lines otherwise, plus optional mirrors.
 
+Besides one event per generation, a search reports where its time goes before and inside a
+generation: ``startup`` events (what start-up is doing: imports, warm-up, latency calibration)
+and ``scored`` events inside a generation (candidates scored so far / this generation's total and
+an ETA; on a TTY a second bar, as JSON lines at most once a second plus the first and last).
+
 Mirrors: a callback (``on_event``), a JSON file atomically replaced on every event
 (``--progress-file``, what an operator sidecar or the local executor reads), and, when
 ``DENAS_RESULT_CONFIGMAP`` is set, the pod's ConfigMap reporter from `denas.kube_report`.
@@ -11,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -59,6 +65,22 @@ def _summary(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: seconds between two ``scored`` JSON lines (the first and the last of a generation always go out)
+SCORED_INTERVAL_S = 1.0
+
+
+def startup(stage: str, message: str, stream: TextIO | None = None) -> None:
+    """Say what start-up is doing (a text line to stderr on a TTY, a JSON line otherwise).
+
+    Callable before torch is imported: it imports nothing heavy."""
+    stream = stream or sys.stdout
+    if stream.isatty():
+        print(f"search: {message}", file=sys.stderr, flush=True)
+    else:
+        stream.write(json.dumps({"event": "startup", "stage": stage, "message": message}) + "\n")
+        stream.flush()
+
+
 class Progress:
     def __init__(
         self,
@@ -76,10 +98,56 @@ class Progress:
         self.reporter = reporter
         use_bar = self.stream.isatty() if bar is None else bar
         self.bar = None
+        self.inner: Any = None  # the bar of the generation being scored (TTY only)
+        self._scored_at = 0.0  # when the last `scored` line went out
+        self._generation_started = time.monotonic()
         if use_bar:
             from tqdm import tqdm
 
             self.bar = tqdm(total=generations, desc="search", unit="gen", file=sys.stderr)
+
+    def start_generation(self, generation: int, total: int) -> None:
+        """Generation ``generation`` (1-based) starts scoring ``total`` new candidates."""
+        self._generation_started = time.monotonic()
+        self._scored_at = 0.0
+        if self.bar is None and total > 0:
+            self.scored(generation, 0, total)  # "generation g: 0/total" before the first score
+        elif self.bar is not None and total > 0:
+            from tqdm import tqdm
+
+            if self.inner is not None:
+                self.inner.close()
+            self.inner = tqdm(
+                total=total, desc=f"  generation {generation}", unit="cand", file=sys.stderr, leave=False
+            )
+
+    def scored(self, generation: int, done: int, total: int) -> None:
+        """``done`` of this generation's ``total`` new candidates are scored."""
+        if self.inner is not None:
+            self.inner.n = done
+            self.inner.refresh()
+            if done >= total:
+                self.inner.close()
+                self.inner = None
+            return
+        if self.bar is not None:
+            return
+        now = time.monotonic()
+        if done not in (0, 1, total) and now - self._scored_at < SCORED_INTERVAL_S:
+            return
+        self._scored_at = now
+        elapsed = now - self._generation_started
+        event = {
+            "event": "scored",
+            "of_generation": generation,
+            "generations": self.generations,
+            "done": done,
+            "total": total,
+            "elapsed_s": round(elapsed, 3),
+            "eta_s": round(elapsed / done * (total - done), 1) if done else None,
+        }
+        self.stream.write(json.dumps(event) + "\n")
+        self.stream.flush()
 
     def event(self, event: dict[str, Any]) -> None:
         if self.bar is not None:
@@ -104,6 +172,8 @@ class Progress:
                 _call(self.reporter, ("progress", "report_progress"), event)
 
     def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
         if self.bar is not None:
             self.bar.close()
         if self.reporter is not None:

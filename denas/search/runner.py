@@ -25,7 +25,7 @@ from denas.search.distributed import DistributedPool, LocalPool, default_threads
 from denas.search.evaluator import Evaluator, Scorer
 from denas.search.metrics import SearchMetrics
 from denas.search.pool_latency import calibrate, flag_if_far_off
-from denas.search.progress import Progress, kube_reporter
+from denas.search.progress import Progress, kube_reporter, startup
 from denas.search.score_store import ScoreStore
 from denas.search.strategies import Context, create, rank_records
 from denas.search.surrogate import make_surrogate_rank
@@ -129,6 +129,8 @@ def run_search(
         return record
 
     if world > 1:
+        if rank == 0:
+            startup("join", f"waiting for {world} search processes to join")
         pool: Any = DistributedPool(evaluate, rank, world, dist_timeout_s, cost=space.count_flops)
         if rank != 0:
             try:
@@ -194,6 +196,11 @@ def _coordinate(
     scorer_latency = getattr(evaluator.scorer, "latency", None)
     latency_of = (lambda s: scorer_latency(space, s, config)) if callable(scorer_latency) else None
     if state is None:
+        if config.constraints.max_latency_ms is not None and latency_of is not None:
+            startup(
+                "latency-calibration",
+                "measuring latency of the smallest structures (can spec.constraints.maxLatencyMs be met?)",
+            )
         check_satisfiable(space, config, latency_of)
         state = {"strategy": create(config), "archive": {}, "curve": [], "elapsed_s": 0.0, "history_size": 0}
         state["config"] = config.to_json()
@@ -240,7 +247,9 @@ def _coordinate(
         for s, h in zip(structures, hashes):
             if h not in archive and cache.get(h) is None:
                 todo.setdefault(h, s)
-        for record in pool.map(list(todo.values()), on_record=cache.put):
+        for record in pool.map(
+            list(todo.values()), on_record=_reporting(cache.put, progress, pool, generation, len(todo))
+        ):
             cache.put(record)
         lines = []
         for h in hashes:
@@ -276,12 +285,43 @@ def _coordinate(
         progress.event(event)
 
     result = build_result(config, strategy, archive, hardware, time.monotonic() - started)
+    # float32 kernels sum in another order with another thread count: `denas score` of these
+    # structures uses the same count, so it prints exactly these scores
+    result["threads"] = _torch_threads()
     ckpt.atomic_write_json(out_dir / ckpt.RESULT, result)
     if plots:
         _plot(out_dir, config, curve, archive, result)
     progress.event({"event": "result", "result": result})
     progress.close()
     return result
+
+
+def _reporting(put: Callable[[dict], None], progress: Any, pool: Any, generation: int, total: int):
+    """``put`` (the score cache), then tell ``progress`` how far this generation's scoring is.
+
+    Rank 0 sees only its own records; the shared work counter of a distributed pool says how
+    many candidates all ranks took, of which at most one per other rank is still in flight."""
+    start, scored = getattr(progress, "start_generation", None), getattr(progress, "scored", None)
+    if start is None or scored is None:  # a caller's own progress object
+        return put
+    start(generation + 1, total)
+    mine = 0
+
+    def on_record(record: dict) -> None:
+        nonlocal mine
+        put(record)
+        mine += 1
+        taken = getattr(pool, "taken", mine)
+        done = max(mine, taken - (getattr(pool, "world_size", 1) - 1))
+        scored(generation + 1, min(done, total), total)
+
+    return on_record
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _check_same_config(state: dict, config: SearchConfig, out_dir: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from denas.job import API_VERSION as JOB_API_VERSION
 from denas.job import KIND as JOB_KIND
 from denas.job import validate_manifest, validate_name
+from denas.preflight import spec_problems
 
 
 def validate_body(body: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
@@ -41,7 +42,9 @@ def _validate_cached(key: str) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
     if spec is None:
         return None, ("spec: Required value",)
     try:
-        errors = validate_manifest(manifest)
+        # the schema, then what DeNAS checks everywhere (proxy names, a data set path where one is
+        # needed); paths are not checked here: they resolve inside the pods
+        errors = validate_manifest(manifest) or spec_problems(manifest["spec"], local=False)
     except Exception as exc:  # a validator crash must not take the operator down
         return None, (f"spec: Invalid value: {exc}",)
     return (None, tuple(errors)) if errors else (manifest["spec"], ())
