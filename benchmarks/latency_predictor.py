@@ -14,23 +14,20 @@ Published: FLOPs ranking 0.89-0.95; HELP 0.99 from 10 samples (meta-learned on o
 
 from __future__ import annotations
 
-import csv
 import sys
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
 from denas import spaces
+from denas.data.nb201_table import load_nb201
 from denas.scores.predictor import LatencyPredictor
 
-# the shared ground-truth table sits beside the repository (../shared/data), as in CI
-NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201.csv"
 DRAWS = 20
 
 
 def main() -> int:
-    rows = list(csv.DictReader(NB201_CSV.open()))
+    rows = load_nb201()
     space = spaces.get("nb201")
     structures = [{"ops": r["ops"].split()} for r in rows]
     flops = np.array([space.count_flops(s) for s in structures], dtype=float)

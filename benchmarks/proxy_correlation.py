@@ -16,7 +16,6 @@ benchmarks/data/nb201_proxies.jsonl, so a rerun only scores what is missing.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import random
@@ -30,11 +29,10 @@ from scipy.stats import kendalltau, rankdata, spearmanr
 
 import denas.scores as scores
 from denas import spaces
+from denas.data.nb201_table import load_nb201
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "data" / "nb201_proxies.jsonl"
-# the shared ground-truth table sits beside the repository (../shared/data), as in CI
-NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201.csv"
 TRUTHS = ("cifar10_test_acc", "cifar100_test_acc", "imagenet16_120_test_acc", "analog_cifar10")
 BATCH = 16
 # analog-nasbench keys a cell by a 6-tuple of op ids in ANOTHER edge order and with its own op
@@ -46,8 +44,7 @@ ANALOG_ORDER: tuple[int, ...] | None = None  # filled by verify_analog()
 
 
 def load_rows() -> list[dict[str, str]]:
-    with NB201_CSV.open() as f:
-        return list(csv.DictReader(f))
+    return load_nb201()
 
 
 FIRST_TUNE = 100  # the original tuning sample: the report cells follow it in the shuffled order
