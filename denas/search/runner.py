@@ -112,6 +112,7 @@ def run_search(
     rank, world = world_from_env()
     torch.set_num_threads(threads or default_threads())
     evaluator = Evaluator(space, config, scorer)
+    evaluator.prepare()  # the job's data (scoring batch) loads, or the search fails now naming it
     metrics = metrics or SearchMetrics()
 
     def evaluate(structure: dict) -> dict:
@@ -250,6 +251,7 @@ def _coordinate(
         progress.event(event)
 
     result = build_result(config, strategy, archive, hardware, time.monotonic() - started)
+    result["scoreInputs"] = evaluator.inputs_label()  # "dataset:<name>" or "synthetic"
     ckpt.atomic_write_json(out_dir / ckpt.RESULT, result)
     if plots:
         _plot(out_dir, config, curve, archive, result)
