@@ -45,3 +45,16 @@ def test_score_one_structure_prints_a_table_and_bad_input_is_an_error(job, capsy
     assert "de_score" in out.splitlines()[0] and all(c in out.splitlines()[0] for c in weighted)
     assert main(["score", str(job), "--random", "1", "--proxies", "nope"]) == 2
     assert "unknown proxy 'nope'" in capsys.readouterr().err
+
+
+def test_score_uses_the_batch_the_search_scores_on(job, tmp_path, capsys):
+    # the job trains (CRD default: digits), so `denas score` scores as its search does: on digits
+    assert main(["score", str(job), "--random", "1", "--proxies", "grad_norm", "--json"]) == 0
+    on_data = json.loads(capsys.readouterr().out)
+    assert on_data["scoreInputs"] == "dataset:digits"
+    untrained = tmp_path / "untrained.yaml"
+    untrained.write_text(JOB + "  training: {enabled: false}\n")
+    assert main(["score", str(untrained), "--random", "1", "--proxies", "grad_norm", "--json"]) == 0
+    synthetic = json.loads(capsys.readouterr().out)
+    assert synthetic["scoreInputs"] == "synthetic" and synthetic["hash"] == on_data["hash"]
+    assert synthetic["grad_norm"] != pytest.approx(on_data["grad_norm"], rel=1e-3)

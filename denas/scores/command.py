@@ -1,7 +1,9 @@
 """`denas score JOB.yaml [--structure JSON | --random N] [--proxies a,b] [--json]`.
 
 Scores structures of the job's space exactly as the search does (the job's batch size and
-weights, a synthetic batch, seeded weights) and prints a table, or JSON with ``--json``.
+weights, seeded weights, and the search's scoring batch: the job's training data with the
+training loss when it trains, else a synthetic batch; `denas.search.score_inputs`) and prints a
+table, or JSON with ``--json`` (each line names its ``scoreInputs``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from denas.job import JobValidationError, load_job
     from denas.scores import ScoreInputError, UnknownProxyError, WeightError, score_model
     from denas.scores.descore import domain_key
+    from denas.search.config import SearchConfig
+    from denas.search.score_inputs import score_inputs
 
     try:
         spec = load_job(args.job).spec
@@ -61,14 +65,19 @@ def run(args: argparse.Namespace) -> int:
         structures = _structures(space, args)
         score_cfg = spec.get("score") or {}
         proxies = args.proxies.split(",") if args.proxies else (score_cfg.get("proxies") or None)
-        inputs, targets = space.example_inputs(score_cfg.get("batchSize", 16), seed=args.seed)
+        config = SearchConfig.from_spec(spec)
+        config.seed = args.seed  # the batch a search with this seed scores on
+        batch = score_inputs(space, config)
+        if not args.json:
+            print(f"scored on: {batch.label}", file=sys.stderr)
         rows = []
         for structure in structures:
             torch.manual_seed(args.seed)
             values = score_model(
-                space.build(structure),
-                inputs,
-                targets,
+                batch.build(structure)[0],
+                batch.inputs,
+                batch.targets,
+                loss_fn=batch.loss_fn,
                 proxies=proxies,
                 weights=score_cfg.get("weights") or None,
                 domain=domain_key(spec["domain"], spec.get("searchSpace")),
@@ -77,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             row = {"hash": space.hash(structure), "params": space.count_params(structure), **values}
             rows.append({**row, "structure": structure})
             if args.json:
-                print(json.dumps(rows[-1]), flush=True)
+                print(json.dumps({**rows[-1], "scoreInputs": batch.label}), flush=True)
     except (
         JobValidationError,
         spaces.StructureError,
