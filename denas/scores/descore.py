@@ -180,6 +180,13 @@ _MEASURED = {  # benchmarks/calibrate_scales.py: --n 16 for presets, --n 10 defa
         "diversity": (6.274, 0.479),
         "saliency": (6.162, 0.372),
     },
+    "vit/autoformer": {  # --n 8 --preset autoformer (~1-2 min per network); expressivity and
+        # saliency sit ~50 spreads above vit's, where vit's calibration saturated both
+        "expressivity": (10.382, 0.255),
+        "complexity": (-3.021, 0.308),
+        "diversity": (9.961, 0.309),
+        "saliency": (11.04, 0.222),
+    },
     "vit/tiny": {
         "expressivity": (3.361, 0.573),
         "complexity": (-5.314, 0.423),
