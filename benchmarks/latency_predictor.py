@@ -31,6 +31,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from denas import spaces
+from denas.data.nb201_table import load_nb201
 from denas.scores.latency_model import PoolLatencyModel, latency_features, source_costs
 
 MEASURED = 20  # cells measured on the target CPU
@@ -40,17 +41,15 @@ TUNE_DRAWS = range(1000, 1030)
 GRID = [(alpha, prior) for prior in (False, True) for alpha in (0.3, 1.0, 3.0, 10.0, 30.0)]
 
 
-def nb201_csv() -> Path:
-    """Where the NB201 table is read from (one place to repoint it): $DENAS_NB201_CSV, else the
-    shared ground-truth table beside the repository."""
-    env = os.environ.get("DENAS_NB201_CSV")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201.csv"
-
-
-def load_table(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """(features, FLOPs, {cpu column: measured ms}) of every cell in the table."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+def load_table() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(features, FLOPs, {cpu column: measured ms}) of every cell in the NB201 table: the one the
+    project ships, or a CSV of the same columns named by $DENAS_NB201_CSV."""
+    other = os.environ.get("DENAS_NB201_CSV")
+    if other:
+        with open(other, newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        rows = load_nb201()
     space = spaces.get("nb201")
     structures = [{"ops": r["ops"].split()} for r in rows]
     features = np.array([latency_features(space, "nb201", s) for s in structures])
@@ -115,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png", type=Path, help="draw predictor vs FLOPs Spearman per CPU here")
     parser.add_argument("--tune", action="store_true", help="print the tuning table and the shipped defaults")
     args = parser.parse_args(argv)
-    path = nb201_csv()
-    if not path.is_file():
-        print(f"error: NB201 table {path} not found (set DENAS_NB201_CSV to its path)", file=sys.stderr)
+    try:
+        features, flops, cpus = load_table()
+    except FileNotFoundError as exc:
+        print(f"error: NB201 table not found: {exc}", file=sys.stderr)
         return 2
-    features, flops, cpus = load_table(path)
     table = tune_table(features, flops, cpus)
     if args.tune:
         for (alpha, use_prior), row in table.items():

@@ -11,12 +11,12 @@ printed (see `samples` for how a larger tuning sample leaves the report cells un
 benchmarks/data/nb201_proxies.jsonl, so a rerun only scores what is missing.
 
     OMP_NUM_THREADS=1 python benchmarks/proxy_correlation.py [--tune 300 --report 500] [--shard K/N]
+    OMP_NUM_THREADS=1 python benchmarks/proxy_correlation.py --fresh 300 [--fresh-seed 14]   # a fresh report split
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import random
@@ -30,11 +30,10 @@ from scipy.stats import kendalltau, rankdata, spearmanr
 
 import denas.scores as scores
 from denas import spaces
+from denas.data.nb201_table import load_nb201
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "data" / "nb201_proxies.jsonl"
-# the shared ground-truth table sits beside the repository (../shared/data), as in CI
-NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201.csv"
 TRUTHS = ("cifar10_test_acc", "cifar100_test_acc", "imagenet16_120_test_acc", "analog_cifar10")
 BATCH = 16
 # analog-nasbench keys a cell by a 6-tuple of op ids in ANOTHER edge order and with its own op
@@ -46,8 +45,7 @@ ANALOG_ORDER: tuple[int, ...] | None = None  # filled by verify_analog()
 
 
 def load_rows() -> list[dict[str, str]]:
-    with NB201_CSV.open() as f:
-        return list(csv.DictReader(f))
+    return load_nb201()
 
 
 FIRST_TUNE = 100  # the original tuning sample: the report cells follow it in the shuffled order
@@ -271,6 +269,85 @@ def report(rows, tune_idx, report_idx, cache, analog) -> None:
         print(line)
 
 
+# ----- fresh report splits: drawn once per shipped default, never used for tuning ---------------
+FRESH_CACHE = HERE / "data" / "nb201_fresh_proxies.jsonl"
+# what the report needs: the nb201 default's components, and the baselines it is compared with
+FRESH_PROXIES = ("expressivity", "complexity", "saliency", "params", "flops", "zico", "naswot")
+
+
+def fresh_sample(n_rows: int, n: int, seed: int, used: set[int]) -> list[int]:
+    """``n`` cells drawn by ``seed`` among those no earlier tuning or report sample holds."""
+    pool = [i for i in range(n_rows) if i not in used]
+    return sorted(random.Random(seed).sample(pool, n))
+
+
+def fresh_report(rows, n: int, seed: int, shard: tuple[int, int], score: bool) -> None:
+    """Score a fresh split (own cache) and print the shipped default against the baselines on it."""
+    used = set(samples(len(rows), 300, 500)[0]) | set(samples(len(rows), 300, 500)[1]) | set(load_cache())
+    idx = fresh_sample(len(rows), n, seed, used)
+    cache: dict[int, dict[str, float]] = {}
+    if FRESH_CACHE.exists():
+        for line in FRESH_CACHE.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            cache[int(rec["index"])] = rec["proxies"]
+    if score:
+        space = spaces.get("nb201")
+        x, y = space.example_inputs(BATCH, seed=0)
+        todo = [i for k, i in enumerate(idx) if k % shard[1] == shard[0] and i not in cache]
+        start = time.time()
+        with FRESH_CACHE.open("a") as f:
+            for k, i in enumerate(todo, 1):
+                torch.manual_seed(0)
+                model = space.build({"ops": rows[i]["ops"].split()})
+                values = scores.score_model(
+                    model,
+                    x,
+                    y,
+                    proxies=list(FRESH_PROXIES),
+                    weights={c: 0.0 for c in scores.COMPONENTS},
+                    seed=0,
+                )
+                values.pop("de_score")
+                cache[i] = values
+                f.write(json.dumps({"index": i, "ops": rows[i]["ops"], "proxies": values}) + "\n")
+                f.flush()
+                print(
+                    f"fresh: {k}/{len(todo)} ({(time.time() - start) / k:.1f} s/cell)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if shard[1] > 1:
+            return
+    missing = [i for i in idx if i not in cache]
+    if missing:
+        print(
+            f"fresh split: {len(missing)} of {n} cells not scored yet; run without --no-score",
+            file=sys.stderr,
+        )
+        return
+    truths = truth_table(rows, None)
+    cells = [cache[i] for i in idx]
+    shipped = scores.resolve_weights("nb201")
+    columns = {name: [scores.transform(name, c[name]) for c in cells] for name in FRESH_PROXIES}
+    columns["synflow (= saliency)"] = columns.pop("saliency")
+    columns["DE-Score (nb201 defaults)"] = [scores.combine(c, shipped, "nb201") for c in cells]
+    columns["DE-Score ranked (nb201 defaults)"] = scores.combine_ranked(cells, shipped)
+    print(
+        f"FRESH REPORT split (seed {seed}): {n} cells outside every earlier tuning/report sample, "
+        f"scored once for the shipped default {shipped}; Spearman / Kendall"
+    )
+    print(f"{'proxy':44s}" + "".join(f"{t[:18]:>22s}" for t in truths))
+    for name, vals in columns.items():
+        line = f"{name:44s}"
+        for table in truths.values():
+            rho, tau = correlations(vals, [table[i] for i in idx])
+            line += f"{rho:>14.3f} / {tau:5.3f}"
+        print(line)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -281,9 +358,20 @@ def main() -> int:
     parser.add_argument(
         "--shard", default="0/1", help="K/N: score only every N-th missing cell, from K (parallel runs)"
     )
+    parser.add_argument(
+        "--fresh",
+        type=int,
+        metavar="N",
+        help="score and report a FRESH split of N cells outside every earlier sample (once per shipped default)",
+    )
+    parser.add_argument("--fresh-seed", type=int, default=14, help="seed of the fresh split")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = load_rows()
+    if args.fresh:
+        shard = tuple(int(v) for v in args.shard.split("/"))
+        fresh_report(rows, args.fresh, args.fresh_seed, shard, not args.no_score)
+        return 0
     tune_idx, report_idx = samples(len(rows), args.tune, args.report)
     cache = load_cache()
     if not args.no_score:

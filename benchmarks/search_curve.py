@@ -2,7 +2,7 @@
 
 Every strategy searches the whole 15,625-cell NB201 space by DE-Score (no accuracy is ever shown
 to the search); afterwards each run is replayed against the official CIFAR-10 test accuracy
-(`/work/shared/data/nb201.csv`).  Two views per run, after n candidates scored:
+(`denas/data/nb201.csv.gz`, read by `denas.data.nb201_table.load_nb201`).  Two views per run, after n candidates scored:
   * returned: the accuracy of the cell with the best DE-Score so far (what the search would hand
     to training: the honest train-free curve, bounded by how well DE-Score ranks cells);
   * explored: the best accuracy among all cells scored so far (how good a pool the strategy
@@ -21,7 +21,6 @@ Latency is the NB201 table's measured Xeon Gold 6240 latency (no timing noise in
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import math
@@ -35,14 +34,13 @@ import torch
 from scipy.stats import spearmanr
 
 from denas import spaces
+from denas.data.nb201_table import load_nb201
 from denas.scores import combine, resolve_weights, score_model
 from denas.scores.descore import domain_key
 from denas.search import SearchConfig, run_search
 from denas.search.progress import Progress
 
 HERE = Path(__file__).resolve().parent
-# the shared ground-truth table sits beside the repository (../shared/data), as in CI
-NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201.csv"
 CACHE = HERE / "data" / "nb201_search_scores.jsonl"
 FIGURE = HERE / "figures" / "search_curve_nb201.png"
 SPACE = {"channels": 8, "cells_per_stage": 1, "image_size": 16}
@@ -58,8 +56,7 @@ class TableScorer:
     """DE-Score computed once per cell (cached on disk); latency and accuracy from the NB201 table."""
 
     def __init__(self) -> None:
-        with NB201_CSV.open() as f:
-            self.rows = {r["ops"]: r for r in csv.DictReader(f)}
+        self.rows = {r["ops"]: r for r in load_nb201()}
         self.cache: dict[str, dict[str, float]] = {}
         if CACHE.exists():
             for line in CACHE.read_text().splitlines():

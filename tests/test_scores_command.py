@@ -108,3 +108,16 @@ def test_the_table_has_human_readable_numbers_and_json_keeps_raw_ones(job, capsy
 )
 def test_units_read_like_a_person_writes_them(fn, value, text):
     assert fn(value) == text
+
+
+def test_score_uses_the_batch_the_search_scores_on(job, tmp_path, capsys):
+    # the job trains (CRD default: digits), so `denas score` scores as its search does: on digits
+    assert main(["score", str(job), "--random", "1", "--proxies", "grad_norm", "--json"]) == 0
+    on_data = json.loads(capsys.readouterr().out)
+    assert on_data["scoreInputs"] == "dataset:digits"
+    untrained = tmp_path / "untrained.yaml"
+    untrained.write_text(JOB + "  training: {enabled: false}\n")
+    assert main(["score", str(untrained), "--random", "1", "--proxies", "grad_norm", "--json"]) == 0
+    synthetic = json.loads(capsys.readouterr().out)
+    assert synthetic["scoreInputs"] == "synthetic" and synthetic["hash"] == on_data["hash"]
+    assert synthetic["grad_norm"] != pytest.approx(on_data["grad_norm"], rel=1e-3)

@@ -34,3 +34,30 @@ def test_invalid_overrides_fall_back_to_the_domain_and_fail_where_the_space_is_b
     assert domain_key("nb201", bad) == "nb201"
     with pytest.raises(ValueError):
         spaces.get("nb201", bad)
+
+
+def test_a_preset_without_its_own_calibration_warns_once_naming_the_fallback(caplog, monkeypatch):
+    monkeypatch.setattr(descore, "_WARNED", set())
+    assert "vit/wide" not in descore.CALIBRATION  # a preset nobody measured
+    with caplog.at_level(logging.WARNING, logger="denas.scores.descore"):
+        assert descore.calibration("vit/wide") == descore.calibration("vit")
+        descore.percentile("complexity", 0.5, "vit/wide")
+    warnings = [r.getMessage() for r in caplog.records if "no DE-Score calibration" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "'vit/wide'" in warnings[0] and "the 'vit' calibration" in warnings[0]
+    assert "calibrate_scales.py --preset wide vit" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="denas.scores.descore"):
+        descore.calibration("vit/digits")  # measured: no warning
+        descore.calibration("cnn/digits")
+    assert "no DE-Score calibration" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "key", [f"{d}/{p}" for d in ("cnn", "vit", "bert", "asr", "nb201") for p in spaces.get(d).presets()]
+)
+def test_every_shipped_preset_has_its_own_calibration_or_warns(key, caplog, monkeypatch):
+    monkeypatch.setattr(descore, "_WARNED", set())
+    with caplog.at_level(logging.WARNING, logger="denas.scores.descore"):
+        descore.calibration(key)
+    assert (key in descore.CALIBRATION) != ("no DE-Score calibration" in caplog.text)

@@ -175,8 +175,18 @@ def test_zico_sums_log_of_mean_over_std_of_sub_batch_gradients():
         xs, ys = x[lo : lo + 2], y[lo : lo + 2]
         grads.append((F.softmax(xs @ w.T, 1) - F.one_hot(ys, 3)).T @ xs / 2)
     g = torch.stack(grads).double()
-    expected = math.log(float((g.abs().mean(0) / g.std(0)).sum()))
+    expected = math.log(float((g.abs().mean(0) / g.std(0, correction=0)).sum()))
     assert scores.score_model(model, x, y, proxies=["zico"])["zico"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_zico_divides_by_the_population_std_as_the_paper_does():
+    """One weight, loss = sum of outputs: the sub-batch gradients are the sums of x over each
+    half, 1+1 = 2 and 3+3 = 6; mean |g| = 4, population std = 2 (the sample std, 2*sqrt(2),
+    would give log sqrt(2)), so ZiCo = log 2 exactly."""
+    model = nn.Linear(1, 1, bias=False)
+    x = torch.tensor([[1.0], [1.0], [3.0], [3.0]])
+    got = scores.score_model(model, x, proxies=["zico"], loss_fn=lambda out, _targets: out.sum())
+    assert got["zico"] == pytest.approx(math.log(2.0), rel=1e-12)
 
 
 def test_params_and_flops_count_a_conv_and_a_linear_layer():

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import csv
 import random
-from pathlib import Path
 
 import pytest
 import torch
 
 import denas.spaces as spaces
+from denas.data.nb201_table import load_nb201
 from denas.spaces.base import StructureError, param_count
 from denas.spaces.nb201 import OPS, from_arch_string, to_arch_string
 
-NB201_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201.csv"
-
 
 def _rows(every: int = 97) -> list[dict[str, str]]:
-    with NB201_CSV.open() as f:
-        return [row for i, row in enumerate(csv.DictReader(f)) if i % every == 0]
+    # the table ships with the repository: a missing one fails here (FileNotFoundError), never skips
+    return [row for i, row in enumerate(load_nb201()) if i % every == 0]
 
 
-@pytest.mark.skipif(not NB201_CSV.exists(), reason="shared NB201 table not present in this checkout")
 def test_arch_strings_round_trip_against_the_benchmark_table():
     space = spaces.get("nb201")
     rows = _rows()
@@ -115,3 +111,22 @@ def test_digits_preset_takes_8x8_grey_images():
     assert x.shape == (4, 1, 8, 8)
     model = space.build(space.sample(random.Random(0)))
     assert model(x).shape == (4, 10)
+
+
+def test_the_shipped_table_holds_every_cell_and_the_known_optimum():
+    rows = load_nb201()
+    assert [int(r["index"]) for r in rows] == list(range(15625))
+    assert max(float(r["cifar10_test_acc"]) for r in rows) == pytest.approx(94.37, abs=0.005)
+    assert {k for k in rows[0] if k.startswith("latency_ms_")} and "cifar10_valid_acc_12ep" in rows[0]
+
+
+def test_a_missing_table_is_an_error_naming_the_file_not_a_skip(tmp_path, monkeypatch):
+    from denas.data import nb201_table
+
+    monkeypatch.setattr(nb201_table, "NB201_TABLE", tmp_path / "nb201.csv.gz")
+    nb201_table._read.cache_clear()
+    try:
+        with pytest.raises(FileNotFoundError, match="nb201.csv.gz"):
+            nb201_table.load_nb201()
+    finally:
+        nb201_table._read.cache_clear()

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from denas import job as J
+from denas.manifest_file import ManifestFileError, read_yaml_documents
 
 KIND = "DeNASCampaign"
 PLURAL = "denascampaigns"
@@ -228,7 +229,10 @@ def read_campaign(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file; pass the path of a DeNASCampaign manifest (YAML)")
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict) and d.get("kind") == KIND]
+    try:  # the same strict reading as a DeNASJob's: file:line:column, duplicate keys, encoding
+        docs = [d for d in read_yaml_documents(path) if isinstance(d, dict) and d.get("kind") == KIND]
+    except ManifestFileError as exc:
+        raise CampaignValidationError(path.name, [str(exc)]) from None
     if len(docs) != 1:
         raise CampaignValidationError(path.name, [f"<root>: {path} must hold exactly one {KIND} document"])
     return docs[0]
@@ -248,7 +252,7 @@ def manifest_kind(path: str | Path) -> str | None:
     """The kind of the (first) document in a file: lets `denas run`/`validate` take either kind."""
     try:
         docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if isinstance(d, dict)]
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # unreadable, not UTF-8, not YAML: the job loader says so
         return None
     kinds = {d.get("kind") for d in docs}
     return KIND if KIND in kinds else (docs[0].get("kind") if docs else None)

@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 Batch = Any  # torch.Tensor | Mapping[str, torch.Tensor] | tuple[torch.Tensor, ...]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# class indices / float targets, or a dict of per-sample task targets (with a matching loss_fn)
+Targets = Any  # torch.Tensor | Mapping[str, Any]
+LossFn = Callable[[torch.Tensor, Any], torch.Tensor]
 
 NORM_TYPES = (
     nn.modules.batchnorm._BatchNorm,
@@ -125,6 +127,36 @@ def map_tensors(inputs: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Ba
 
 def slice_batch(inputs: Batch, start: int, stop: int) -> Batch:
     return map_tensors(inputs, lambda t: t[start:stop])
+
+
+def target_rows(targets: Any) -> int | None:
+    """Samples a batch of targets holds: a tensor's leading dimension, or for a dict of task
+    targets (CTC label sequences, QA spans) the common length of its per-sample entries."""
+    if isinstance(targets, torch.Tensor):
+        return int(targets.shape[0]) if targets.dim() else None
+    if isinstance(targets, Mapping):
+        rows = {
+            int(v.shape[0]) if isinstance(v, torch.Tensor) else len(v)
+            for v in targets.values()
+            if (isinstance(v, torch.Tensor) and v.dim()) or isinstance(v, (list, tuple))
+        }
+        return rows.pop() if len(rows) == 1 else None
+    return None
+
+
+def slice_targets(targets: Any, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of a target batch. A dict keeps its per-batch values (CTC's padded
+    frame count) and slices its per-sample tensors and lists."""
+    if not isinstance(targets, Mapping):
+        return targets[start:stop]
+    return {
+        k: v[start:stop] if isinstance(v, (torch.Tensor, list, tuple)) and not _scalar(v) else v
+        for k, v in targets.items()
+    }
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, torch.Tensor) and v.dim() == 0
 
 
 def features(model: nn.Module, inputs: Batch) -> torch.Tensor:

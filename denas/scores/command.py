@@ -1,8 +1,9 @@
 """`denas score JOB.yaml [--structure JSON | --random N] [--proxies a,b] [--json]`.
 
 Scores structures of the job's space through the search's own scorer (`denas.search.evaluator`:
-the same per-structure seed, synthetic batch, weights, calibration and domain key), so a
-structure gets exactly the DE-Score the search gave it. Prints a table with human-readable
+the same per-structure seed, scoring batch — the job's training data with the training loss when
+it trains, else a synthetic batch (`denas.search.score_inputs`) —, weights, calibration and
+domain key), so a structure gets exactly the DE-Score the search gave it. Prints a table with human-readable
 numbers (89.8k params, 3.21 MFLOPs), or JSON lines with the raw values (``--json``).
 """
 
@@ -144,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
         structures = _structures(space, given, args.random, config.seed)
         # the search's scorer, seeds and batch: the same structure gets the same DE-Score
         evaluator = Evaluator(space, config, DeNASScorer(measure=not args.no_latency))
+        evaluator.prepare()  # the job's data loads, or one error naming spec.training.dataset
+        inputs = evaluator.inputs_label()
+        if not args.json:
+            print(f"scored on: {inputs}", file=sys.stderr)
         rows = []
         for structure in structures:
             record = evaluator.evaluate(structure)
@@ -160,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
                 row.pop("latency_ms")
             rows.append(row)
             if args.json:
-                print(json.dumps(row), flush=True)
+                print(json.dumps({**row, "scoreInputs": inputs}), flush=True)
     except (
         JobValidationError,
         SearchError,

@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from denas.scores import _model, descore, registry
-from denas.scores._model import Batch, LossFn, ScoreInputError
+from denas.scores._model import Batch, LossFn, ScoreInputError, Targets
 
 log = logging.getLogger(__name__)
 
 
-def _check_batch(inputs: Batch, targets: torch.Tensor | None) -> None:
+def _check_batch(inputs: Batch, targets: Targets | None) -> None:
     tensors = _model.tensors_of(inputs)
     if not tensors:
         raise ScoreInputError("inputs: the example batch holds no tensor")
@@ -25,16 +25,17 @@ def _check_batch(inputs: Batch, targets: torch.Tensor | None) -> None:
             f"inputs: every tensor needs the same leading batch dimension, got sizes {sorted(sizes)}"
         )
     n = sizes.pop()
-    if targets is not None and (targets.dim() == 0 or targets.shape[0] != n):
+    if targets is not None and _model.target_rows(targets) != n:
+        shape = tuple(targets.shape)[:1] if isinstance(targets, torch.Tensor) else _model.target_rows(targets)
         raise ScoreInputError(
-            f"targets: leading dimension {tuple(targets.shape)[:1]} does not match the batch size {n} of the inputs"
+            f"targets: leading dimension {shape} does not match the batch size {n} of the inputs"
         )
 
 
 def score_model(
     model: nn.Module,
     inputs: Batch,
-    targets: torch.Tensor | None = None,
+    targets: Targets | None = None,
     proxies: Iterable[str] | None = None,
     weights: Mapping[str, float] | str | None = None,
     seed: int = 0,
@@ -48,7 +49,9 @@ def score_model(
     ``targets`` are class indices (cross-entropy on logits flattened to ``[-1, classes]``, so
     frame-level targets work too) or float targets shaped like the output (MSE); ``None`` draws
     seeded random class indices (a label-free fallback, the same regime as synthetic batches).
-    ``loss_fn(output, targets)`` replaces the default loss.
+    ``loss_fn(output, targets)`` replaces the default loss; with one, ``targets`` may also be a
+    dict of per-sample tensors and lists (a task's targets: CTC label sequences, QA spans), which
+    proxies working on sub-batches slice along the batch (`denas.train.taskdata` builds both).
 
     Returns each requested proxy (default: the weighted DE-Score components) and ``"de_score"``, the
     weighted sum of transformed components (`denas.scores.descore`); the components the weights

@@ -98,7 +98,7 @@ class ScoreContext:
 
     model: nn.Module
     inputs: Batch
-    targets: torch.Tensor | None = None
+    targets: _model.Targets | None = None
     loss_fn: LossFn | None = None
     seed: int = 0
     # the proxies `score_model` computes with this context, in order (empty: not known)
@@ -167,7 +167,7 @@ class ScoreContext:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             if out is None:
                 out = _model.logits(self.fresh_model().eval(), _model.slice_batch(self.inputs, 0, 1))
-            (self.loss_fn or _model.default_loss)(out, self.targets[: out.shape[0]])
+            (self.loss_fn or _model.default_loss)(out, _model.slice_targets(self.targets, 0, out.shape[0]))
         self._targets_checked = True
 
     def batch_statistics(self, n: int) -> _model.BatchStatistics | None:

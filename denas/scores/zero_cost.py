@@ -176,14 +176,14 @@ def zico(ctx: ScoreContext) -> float:
         out = _model.logits(model, _model.slice_batch(ctx.inputs, lo, hi))
         if targets is None:  # one seeded label draw for the whole batch, as the other proxies see
             targets = _model.pseudo_targets(out.new_empty((n, *out.shape[1:])), ctx.seed)
-        (ctx.loss_fn or _model.default_loss)(out, targets[lo:hi]).backward()
+        (ctx.loss_fn or _model.default_loss)(out, _model.slice_targets(targets, lo, hi)).backward()
         per_chunk.append(
             [w.grad.detach().clone() if w.grad is not None else torch.zeros_like(w) for w in weights]
         )
     total = 0.0
     for j in range(len(weights)):
         g = torch.stack([c[j] for c in per_chunk]).double()
-        std = g.std(0)
+        std = g.std(0, correction=0)  # the population std, as the ZiCo paper defines it
         mask = std > 0
         ratio = (g.abs().mean(0)[mask] / std[mask]).sum()
         if ratio > 0:

@@ -56,6 +56,9 @@ class SearchConfig:
     #: ``spec.hardware`` ipex / bf16 switches ("auto" | "on" | "off")
     ipex: str = "auto"
     bf16: str = "auto"
+    #: ``spec.training.dataset`` when the job trains: candidates are scored on a batch of it with
+    #: the training loss (`denas.search.score_inputs`); None scores on synthetic batches
+    dataset: dict[str, Any] | None = None
 
     # ----- derived ea sizes (DE-NAS defaults: keep half, refill with mutants and crossovers) -----
     @property
@@ -83,6 +86,7 @@ class SearchConfig:
         search = dict(spec.get("search") or {})
         cons = dict(spec.get("constraints") or {})
         hardware = dict(spec.get("hardware") or {})
+        training = dict(spec.get("training") or {})
         if "domain" not in spec:
             raise SearchError("spec.domain: Required value: choose one of cnn, vit, bert, asr, nb201")
         config = cls(
@@ -106,6 +110,11 @@ class SearchConfig:
             score=copy.deepcopy(dict(spec.get("score") or {})),
             ipex=hardware.get("ipex", "auto"),
             bf16=hardware.get("bf16", "auto"),
+            # the data the winner is trained on (the schema defaults it, and checks it fits the
+            # domain, only when training is on): the search scores on it too
+            dataset=copy.deepcopy(training["dataset"])
+            if training.get("enabled", True) and training.get("dataset")
+            else None,
         )
         config.check()
         return config
@@ -184,6 +193,7 @@ class SearchConfig:
                 "score": self.score,
                 "ipex": self.ipex,
                 "bf16": self.bf16,
+                **({"dataset": self.dataset} if self.dataset else {}),  # scores depend on the inputs
             },
             sort_keys=True,
         )
@@ -226,6 +236,7 @@ class SearchConfig:
             },
             "score": self.score,
             "hardware": {"ipex": self.ipex, "bf16": self.bf16},
+            **({"training": {"dataset": self.dataset}} if self.dataset else {}),
         }
 
 

@@ -2,7 +2,9 @@
 
 A candidate's score depends only on its structure and the search's settings, never on which rank
 scored it or what was scored before: the weights are initialised from a seed derived from the
-structure's hash, and every candidate sees the same synthetic batch (seeded by the search seed).
+structure's hash, and every candidate sees the same batch (seeded by the search seed): one of the
+job's training data with the training loss when it has a dataset, else a synthetic one
+(`denas.search.score_inputs`).
 
 A *scorer* is any callable ``scorer(space, structure, seed, config) -> (scores, latency_ms)``
 where ``scores`` holds ``"de_score"`` and every component (``latency_ms`` may be a
@@ -20,6 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from denas.search.config import SearchConfig, SearchError
+from denas.search.score_inputs import label as score_inputs_label
+from denas.search.score_inputs import score_inputs
 from denas.search.score_store import ScoreProvenance, ScoreStore
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,7 @@ class MeasuredLatency(float):
 
 
 class DeNASScorer:
-    """The real scorer: `denas.scores.score_model` on a synthetic batch + `measure_latency`."""
+    """The real scorer: `denas.scores.score_model` on the search's scoring batch + `measure_latency`."""
 
     def __init__(self, measure: bool = True):
         self.measure = measure
@@ -59,18 +63,20 @@ class DeNASScorer:
         import torch
 
         from denas.scores import score_model
+        from denas.scores._model import map_tensors
         from denas.scores.descore import domain_key
 
         same_kernels_as_latency(config)
         score_cfg = config.score
         weights = {k: v for k, v in (score_cfg.get("weights") or {}).items() if k != "latency"}
+        batch = score_inputs(space, config)  # the job's data and training loss, else synthetic
         torch.manual_seed(seed)
-        model = space.build(structure)
-        inputs, targets = space.example_inputs(score_cfg.get("batchSize", 16), seed=config.seed)
+        scored, model = batch.build(structure)
         scores = score_model(
-            model,
-            inputs,
-            targets,
+            scored,
+            map_tensors(batch.inputs, torch.Tensor.clone),  # a proxy may not alter the shared batch
+            batch.targets,
+            loss_fn=batch.loss_fn,
             proxies=score_cfg.get("proxies") or None,
             # the user's weights update the domain's defaults key by key; a preset has its own
             # calibration (its networks can sit many spreads away from the full space's)
@@ -83,6 +89,15 @@ class DeNASScorer:
             measured = self.measure_latency(space, structure, config, model=model)
             latency = MeasuredLatency(measured.median_ms, measured.flag)
         return {k: float(v) for k, v in scores.items()}, latency
+
+    def prepare(self, space: Any, config: SearchConfig) -> None:
+        """Load the scoring batch before the search starts: data that cannot be loaded is a
+        SearchError naming ``spec.training.dataset`` now, not a failure in generation 0."""
+        score_inputs(space, config)
+
+    def inputs_label(self, config: SearchConfig) -> str:
+        """What result.json's ``scoreInputs`` says: ``dataset:<name>`` or ``synthetic``."""
+        return score_inputs_label(config)
 
     def warm_up(self, space: Any, config: SearchConfig) -> None:
         """Score one small structure and drop the result: imports `denas.scores` (most of the
@@ -170,6 +185,20 @@ class Evaluator:
                 "scorer %s cannot measure latency alone; the score store is not used", self.provenance.scorer
             )
             self.store = None
+
+    def prepare(self) -> None:
+        """Run the scorer's ``prepare(space, config)`` if it has one: loads what scoring needs
+        (the job's data) and raises SearchError before any work when it cannot."""
+        hook = getattr(self.scorer, "prepare", None)
+        if callable(hook):
+            hook(self.space, self.config)
+
+    def inputs_label(self) -> str:
+        """result.json's ``scoreInputs``: what the scorer scores on (a plugged-in scorer: its name)."""
+        hook = getattr(self.scorer, "inputs_label", None)
+        if callable(hook):
+            return str(hook(self.config))
+        return f"scorer:{getattr(self.scorer, '__name__', type(self.scorer).__name__)}"
 
     def warm_up(self) -> None:
         """Run the scorer's ``warm_up(space, config)`` if it has one.  A failure here is left for

@@ -120,6 +120,7 @@ def run_search(
     torch.set_num_threads(threads or default_threads())
     store = ScoreStore(score_store) if score_store else None
     evaluator = Evaluator(space, config, scorer, store=store)
+    evaluator.prepare()  # the job's data (scoring batch) loads, or the search fails now naming it
     metrics = metrics or SearchMetrics()
     hardware = hardware_fingerprint()
 
@@ -288,6 +289,7 @@ def _coordinate(
     # float32 kernels sum in another order with another thread count: `denas score` of these
     # structures uses the same count, so it prints exactly these scores
     result["threads"] = _torch_threads()
+    result["scoreInputs"] = evaluator.inputs_label()  # "dataset:<name>" or "synthetic"
     ckpt.atomic_write_json(out_dir / ckpt.RESULT, result)
     if plots:
         _plot(out_dir, config, curve, archive, result)

@@ -1,7 +1,7 @@
 """NAS-Bench-201: one cell of 6 edges, each one of 5 operations, stacked in a fixed skeleton.
 
 Edge order is the NB201 arch-string order: node1<-0, node2<-0, node2<-1, node3<-0, node3<-1,
-node3<-2, so ``{"ops": [...]}`` lines up with the ``ops`` column of ``shared/data/nb201.csv`` and
+node3<-2, so ``{"ops": [...]}`` lines up with the ``ops`` column of the NAS-Bench-201 table ``denas/data/nb201.csv.gz`` and
 ``to_arch_string`` gives the benchmark's own string.  The skeleton is the benchmark's: a 3x3 conv
 stem with BN, three stages of ``cells_per_stage`` cells at C, 2C, 4C separated by residual
 reduction blocks, then BN-ReLU, global average pooling and a linear head.  Convolutions inside the

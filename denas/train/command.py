@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from denas.data import DataError, load_dataset
+from denas.data import DataError
 from denas.train.distributed import RendezvousError
 from denas.train.envvars import DEFAULT_RENDEZVOUS_TIMEOUT
 from denas.train.loop import TrainConfig, TrainingDiverged, train
 from denas.train.progress import kube_reporter
+from denas.train.taskdata import load_task_data
 
 log = logging.getLogger("denas.train")
 
@@ -86,8 +87,6 @@ def run(args: argparse.Namespace) -> int:
 
 def train_spec(spec: dict[str, Any], args: argparse.Namespace, job_name: str = "") -> dict[str, Any]:
     """Train the structure named by ``args.structure`` under a defaulted DeNASJob ``spec``."""
-    import denas.spaces
-
     training, hardware = spec.get("training", {}), spec.get("hardware", {})
     domain = spec["domain"]
     structure, source = resolve_structure(args.structure, training.get("structureRank", 0))
@@ -95,20 +94,9 @@ def train_spec(spec: dict[str, Any], args: argparse.Namespace, job_name: str = "
     overrides = dict(spec.get("searchSpace") or {})
     seed = args.seed if args.seed is not None else spec.get("search", {}).get("seed", 0)
 
-    space = denas.spaces.get(domain, overrides)
-    data = load_dataset(
-        dataset["name"],
-        path=dataset.get("path"),
-        config=space.config,
-        tokenizer=dataset.get("tokenizer"),
-        limit=dataset.get("limit"),
-        seed=seed,
-    )
-    # The head follows the data (e.g. 10 digit classes) wherever the space has that dimension.
-    fitted = {k: v for k, v in data.space_overrides.items() if k in space.config and space.config[k] != v}
-    if fitted:
-        log.info("fitting space configuration to the data: %s", fitted)
-        space = denas.spaces.get(domain, {**overrides, **fitted})
+    # the data, the space fitted to it and the task's model: the same path the search scores on
+    task_data = load_task_data(domain, overrides, dataset, seed)
+    space, data = task_data.space, task_data.data
     space.validate(structure)
 
     optimizer = args.optimizer if args.optimizer != "auto" else OPTIMIZER_BY_DOMAIN.get(domain, "sgd")
@@ -143,23 +131,13 @@ def train_spec(spec: dict[str, Any], args: argparse.Namespace, job_name: str = "
         "space_config": space.config,
     }
     try:
-        metrics = train(lambda: _build(space, structure, data.task), data, cfg, meta)
+        metrics = train(lambda: task_data.build(structure), data, cfg, meta)
         if reporter and os.environ.get("RANK", "0") == "0":
             reporter.result(metrics)
     finally:
         if reporter:
             reporter.close()
     return metrics
-
-
-def _build(space: Any, structure: dict[str, Any], task: str) -> Any:
-    model = space.build(structure)
-    if task == "qa":  # extractive QA needs per-token start/end heads on the encoder
-        from denas.train.tasks import SpanQA
-
-        hidden = getattr(getattr(model, "bert", None), "config", None)
-        model = SpanQA(model, hidden.hidden_size if hidden else structure["hidden_size"])
-    return model
 
 
 def resolve_structure(value: str, rank: int = 0) -> tuple[dict[str, Any], str]:
