@@ -76,6 +76,8 @@ class Progress:
         self.reporter = reporter
         use_bar = self.stream.isatty() if bar is None else bar
         self.bar = None
+        self.rung_bar: Any = None  # one bar per selection rung
+        self.rung_no: int | None = None
         if use_bar:
             from tqdm import tqdm
 
@@ -90,6 +92,8 @@ class Progress:
                     evaluated=event["evaluated"],
                 )
                 self.bar.refresh()
+            elif event["event"] == "selection":
+                self._rung_bar(event["selection"])
         else:
             self.stream.write(json.dumps(_summary(event)) + "\n")
             self.stream.flush()
@@ -103,7 +107,25 @@ class Progress:
             else:
                 _call(self.reporter, ("progress", "report_progress"), event)
 
+    def _rung_bar(self, sel: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        if self.rung_no != sel["rung"]:
+            if self.rung_bar is not None:
+                self.rung_bar.close()
+            self.rung_no = sel["rung"]
+            self.rung_bar = tqdm(
+                total=sel["total"],
+                desc=f"selection rung {sel['rung'] + 1}/{sel['rungs']}",
+                unit="run",
+                file=sys.stderr,
+            )
+        self.rung_bar.n = sel["done"]
+        self.rung_bar.refresh()
+
     def close(self) -> None:
+        if self.rung_bar is not None:
+            self.rung_bar.close()
         if self.bar is not None:
             self.bar.close()
         if self.reporter is not None:

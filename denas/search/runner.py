@@ -119,8 +119,14 @@ def run_search(
         metrics.observe(record)
         return record
 
+    from denas.search.select_stage import RunHandler
+
+    select = RunHandler(space, config)  # short training of the selection stage, on every rank
+    handlers = {"select": select}
     if world > 1:
-        pool: Any = DistributedPool(evaluate, rank, world, dist_timeout_s, cost=space.count_flops)
+        pool: Any = DistributedPool(
+            evaluate, rank, world, dist_timeout_s, cost=space.count_flops, handlers=handlers
+        )
         if rank != 0:
             try:
                 # pay lazy imports and first-call set-up now, while rank 0 prepares the search,
@@ -131,7 +137,7 @@ def run_search(
                 pool.close()
             return None
     else:
-        pool = LocalPool(evaluate)
+        pool = LocalPool(evaluate, handlers)
     try:
         return _coordinate(
             config=config,
@@ -146,6 +152,7 @@ def run_search(
             plots=plots,
             cache_path=score_cache,
             metrics=metrics,
+            select=select,
         )
     except BaseException as e:
         if isinstance(pool, DistributedPool):
@@ -156,7 +163,7 @@ def run_search(
 
 
 def _coordinate(
-    *,  # twelve settings of one run: by name only, so none can land in another's place
+    *,  # thirteen settings of one run: by name only, so none can land in another's place
     config,
     out_dir,
     resume,
@@ -169,6 +176,7 @@ def _coordinate(
     plots,
     cache_path,
     metrics,
+    select,
 ):
     prepare_out_dir(out_dir, resume)
     hardware = hardware_fingerprint()
@@ -250,6 +258,20 @@ def _coordinate(
         progress.event(event)
 
     result = build_result(config, strategy, archive, hardware, time.monotonic() - started)
+    if config.selection.enabled:  # the next stage: short training of the top-K (its own module)
+        from denas.search.select_stage import run_selection
+
+        run_selection(
+            config=config,
+            out_dir=out_dir,
+            archive=archive,
+            result=result,
+            pool=pool,
+            handler=select,
+            progress=progress,
+            metrics=metrics,
+            resume=resume,
+        )
     ckpt.atomic_write_json(out_dir / ckpt.RESULT, result)
     if plots:
         _plot(out_dir, config, curve, archive, result)

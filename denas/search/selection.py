@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Run = dict[str, Any]
@@ -39,6 +39,10 @@ class SelectionSettings:
     max_train_samples: int | None = 2048
     #: test samples each run is measured on; None: all
     max_eval_samples: int | None = 512
+    #: what each run trains on and how (``spec.training``: dataset, batchSize, learningRate)
+    dataset: dict[str, Any] = field(default_factory=lambda: {"name": "digits"})
+    batch_size: int = 64
+    learning_rate: float = 0.05
 
     def rungs(self) -> list[tuple[int, int]]:
         """[(epochs, candidates trained)] per rung, for ``top_k`` candidates."""
@@ -62,6 +66,9 @@ class SelectionSettings:
             "eta": self.eta,
             "maxTrainSamples": self.max_train_samples,
             "maxEvalSamples": self.max_eval_samples,
+            "dataset": self.dataset,
+            "batchSize": self.batch_size,
+            "learningRate": self.learning_rate,
         }
 
 
