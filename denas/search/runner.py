@@ -132,6 +132,8 @@ def run_search(
                 # pay lazy imports and first-call set-up now, while rank 0 prepares the search,
                 # instead of inside the first generation (where rank 0 would wait for it)
                 evaluator.warm_up()
+                if config.selection.enabled:
+                    select.get_trainer()  # load the data now, not when the first rung starts
                 pool.serve()
             finally:
                 pool.close()

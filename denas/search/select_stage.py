@@ -175,8 +175,10 @@ class RunHandler:
 
     def __call__(self, item: dict) -> dict:
         started = time.monotonic()
+        from denas.search.distributed import world_from_env
+
         run = run_one(self.get_trainer(), item, item["rung"], item["epochs"])
-        return {**run, "train_s": round(time.monotonic() - started, 3)}
+        return {**run, "rank": world_from_env()[0], "train_s": round(time.monotonic() - started, 3)}
 
     def cost(self, item: dict) -> float:
         return float(self.space.count_flops(item["structure"])) * item["epochs"]
