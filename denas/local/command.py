@@ -43,6 +43,9 @@ class _Bars:
             return
         from tqdm import tqdm
 
+        if what == "search" and isinstance(event.get("selection"), dict):
+            self._selection_bar(event["selection"])
+            return
         key, total_key = ("generation", "generations") if what == "search" else ("epoch", "epochs")
         if key not in event:
             return
@@ -58,6 +61,16 @@ class _Bars:
         else:
             bar.set_postfix({k: f"{event[k]:.4g}" for k in ("loss", "metric") if event.get(k) is not None})
         bar.refresh()
+
+    def _selection_bar(self, sel: dict[str, Any]) -> None:
+        """One bar per selection rung (short training of the search's top candidates)."""
+        from tqdm import tqdm
+
+        name = f"selection rung {sel['rung'] + 1}/{sel['rungs']}"
+        if name not in self.current:
+            self.current[name] = tqdm(total=sel["total"], desc=name, unit="run", file=sys.stderr, leave=True)
+        self.current[name].n = int(sel["done"])
+        self.current[name].refresh()
 
     def close(self) -> None:
         for bar in self.current.values():
