@@ -244,6 +244,8 @@ def run_selection(
             if (run["hash"], run["rung"]) not in mine:
                 keep(run)
                 metrics.observe_selection(run)
+        state["done"] = state["total"]  # the other ranks' runs are done too
+        emit()
         return runs
 
     state = {"rung": 0, "done": 0, "total": 0}
@@ -279,7 +281,6 @@ def run_selection(
         map_rung=map_rung,
         on_rung=on_rung,
     )
-    emit()
     # the winner first, then the other candidates by the highest rung they reached and their metric
     # there, then every candidate that was not trained in train-free order
     sign = 1.0 if trainer.higher_is_better else -1.0
