@@ -201,3 +201,22 @@ def test_denas_search_exits_2_on_a_bad_selection(tmp_path):
     proc = cli(str(write_job(tmp_path / "job.yaml", s)), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert "spec.search.selection.maxEpochs" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_run_that_diverges_on_real_data_is_recorded_as_failed_not_raised():
+    import torch
+
+    from denas.search.runner import load_space
+    from denas.search.select_stage import ShortTrainer
+    from denas.search.selection import run_one
+
+    s = selection_spec(maxTrainSamples=64, maxEvalSamples=32)
+    s["training"]["learningRate"] = 1e12  # SGD at this rate overflows within a step or two
+    config = SearchConfig.from_spec(s)
+    space = load_space(config)
+    torch.set_num_threads(1)
+    trainer = ShortTrainer(space, config)
+    structure = space.sample(__import__("random").Random(0))
+    run = run_one(trainer, {"hash": "x", "structure": structure}, 0, 2)
+    assert run["status"] == "failed" and run["metric"] is None
+    assert "TrainingDiverged" in run["error"] or "diverged" in run["error"]
