@@ -78,6 +78,7 @@ def test_search_trains_the_top_k_and_the_winner_leads_best(single):
     free = [b["trainFreeRank"] for b in result["best"]]
     assert sorted(free) == sorted(set(free)) and all(isinstance(x, int) for x in free)
     assert sel["metric_name"] == "accuracy" and sel["dataset"] == "digits" and sel["train_samples"] == 256
+    assert 0 < sel["validation_samples"] <= 128
     # the per-run log on disk holds the same runs (the resume record)
     lines = [json.loads(x) for x in (out / "selection.jsonl").read_text().splitlines()]
     assert sorted(json.dumps(x, sort_keys=True) for x in lines) == sorted(

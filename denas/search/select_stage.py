@@ -10,7 +10,8 @@ train-free rank beside its selection metric.
 
 Training is in-process and single-rank per run (the search's process group belongs to the pool),
 with `denas.train`'s task, optimizer, schedule, compute path and evaluation, on a bounded sample
-of the data (``maxTrainSamples`` / ``maxEvalSamples``), so a rung takes seconds on digits.
+of the training data (``maxTrainSamples``), measured on a validation split held out of the training
+data (``maxEvalSamples``; the test split stays for judging the final model), so a rung takes seconds.
 """
 
 from __future__ import annotations
@@ -89,7 +90,6 @@ class ShortTrainer:
     def __init__(self, space: Any, config: Any):
         import denas.spaces
         from denas.data import load_dataset
-        from denas.data.common import apply_limit
         from denas.train import accel
         from denas.train.tasks import task_for
 
@@ -105,8 +105,11 @@ class ShortTrainer:
         )
         fitted = {k: v for k, v in data.space_overrides.items() if k in space.config and space.config[k] != v}
         self.space = denas.spaces.get(space.name, {**config.search_space, **fitted}) if fitted else space
-        self.train_set = apply_limit(data.train, settings.max_train_samples, seed)
-        self.test_set = apply_limit(data.test, settings.max_eval_samples, seed)
+        # runs are measured on a validation split held out of the *training* data: the test split
+        # judges the final model, so choosing on it would leak (and flatter the winner)
+        self.train_set, self.test_set = validation_split(
+            data.train, settings.max_train_samples, settings.max_eval_samples, seed
+        )
         self.data = data
         self.task = task_for(data.task, data.info)
         self.higher_is_better = bool(self.task.higher_is_better)
@@ -159,6 +162,23 @@ class ShortTrainer:
                 scheduler.step()
         metric, _ = evaluate(model, test_loader, self.task, self.path, ProcessInfo(0, 0, 1, 1, None))
         return float(metric)
+
+
+def validation_split(dataset: Any, max_train: int | None, max_eval: int | None, seed: int) -> tuple[Any, Any]:
+    """(train, validation) subsets of ``dataset``, seeded: a fifth (at most ``max_eval``) is held
+    out, and at most ``max_train`` of the rest are trained on."""
+    import torch
+    from torch.utils.data import Subset
+
+    n = len(dataset)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, n // 5)
+    if max_eval is not None:
+        n_val = min(n_val, max_eval)
+    val, train = order[:n_val], order[n_val:]
+    if max_train is not None:
+        train = train[:max_train]
+    return Subset(dataset, sorted(train)), Subset(dataset, sorted(val))
 
 
 class RunHandler:
@@ -317,7 +337,8 @@ def run_selection(
         "elapsed_s": round(time.monotonic() - started, 3),
         "dataset": trainer.data.name,
         "train_samples": len(trainer.train_set),  # type: ignore[arg-type]
-        "eval_samples": len(trainer.test_set),  # type: ignore[arg-type]
+        # held out of the training split; the test split is never used for choosing
+        "validation_samples": len(trainer.test_set),  # type: ignore[arg-type]
     }
     if out["winner"] is None:
         log.warning("selection: every candidate failed; best keeps the train-free order")
