@@ -221,3 +221,14 @@ def test_a_run_that_diverges_on_real_data_is_recorded_as_failed_not_raised():
     run = run_one(trainer, {"hash": "x", "structure": structure}, 0, 2)
     assert run["status"] == "failed" and run["metric"] is None
     assert "TrainingDiverged" in run["error"] or "diverged" in run["error"]
+
+
+def test_runs_are_measured_on_data_held_out_of_the_training_split():
+    from denas.search.select_stage import validation_split
+
+    train, val = validation_split(list(range(1000)), 300, 150, seed=3)
+    assert len(val) == 150 and len(train) == 300  # a fifth at most (200), capped at 150
+    assert not set(train.indices) & set(val.indices)
+    assert validation_split(list(range(1000)), 300, 150, seed=3)[1].indices == val.indices  # seeded
+    train, val = validation_split(list(range(100)), None, 512, seed=0)
+    assert len(val) == 20 and len(train) == 80
