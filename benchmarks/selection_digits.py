@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--json", required=True, help="write every run here")
+    parser.add_argument("--summarize", action="store_true", help="only print the table of the runs in --json")
     args = parser.parse_args(argv)
+    if args.summarize:
+        summarize(json.loads(Path(args.json).read_text()))
+        return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
@@ -81,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(run_once(seed, selection, Path(tmp)))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")  # partial results survive
+    summarize(rows)
+    return 0
+
+
+def summarize(rows: list[dict]) -> None:
+    """The on/off table over the seeds that ran both arms."""
+    paired = {r["seed"] for r in rows if r["selection"]} & {r["seed"] for r in rows if not r["selection"]}
+    rows = [r for r in rows if r["seed"] in paired]
+    print(f"seeds: {sorted(paired)}")
     print("| selection | median test acc | mean | per seed | search s | selection s | training s | total s |")
     print("|---|---|---|---|---|---|---|---|")
     for selection in (False, True):
@@ -93,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{statistics.median(r['selection_s'] for r in rs):.0f} | {statistics.median(r['training_s'] for r in rs):.0f} | "
             f"{statistics.median(r['total_s'] for r in rs):.0f} |"
         )
-    return 0
+    for r in rows:
+        if r["selection"]:
+            print(f"seed {r['seed']}: selection winner had train-free rank {r['train_free_rank']}")
 
 
 if __name__ == "__main__":
