@@ -232,3 +232,67 @@ def test_runs_are_measured_on_data_held_out_of_the_training_split():
     assert validation_split(list(range(1000)), 300, 150, seed=3)[1].indices == val.indices  # seeded
     train, val = validation_split(list(range(100)), None, 512, seed=0)
     assert len(val) == 20 and len(train) == 80
+
+
+RESCUE_SCRIPT = r"""
+import json, os, sys, time
+from pathlib import Path
+
+import torch.distributed
+
+from denas.search.distributed import DistributedPool, RankFailure
+
+tmp = Path(sys.argv[1])
+rank = int(os.environ["RANK"])
+done = []
+
+
+def evaluate(item):
+    if rank == 1 and len(done) == 2:
+        os._exit(1)  # the pod is lost while training its third candidate
+    time.sleep(0.2)
+    done.append(item["i"])
+    return {"i": item["i"], "rank": rank}
+
+
+pool = DistributedPool(evaluate, rank, 2, 30.0)
+if rank == 1:
+    pool.serve()
+else:
+    kept = []
+    try:
+        pool.map([{"i": i} for i in range(12)], on_record=kept.append)
+    except RankFailure:
+        (tmp / "kept.json").write_text(json.dumps(kept))
+        sys.exit(4)
+"""
+
+
+def test_a_lost_worker_loses_only_the_run_it_was_on(tmp_path):
+    """Finished runs of a rank that dies mid-rung reach rank 0's on_record (the selection log)."""
+    import os
+    import subprocess
+    import sys
+
+    from search_support import ROOT
+
+    script = tmp_path / "rank.py"
+    script.write_text(RESCUE_SCRIPT)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path)],
+            env={**env, **rank_env(rank, 2, port)},
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    for p in procs:
+        p.wait(120)
+    assert procs[0].returncode == 4, procs[0].stderr.read()[-2000:]
+    kept = json.loads((tmp_path / "kept.json").read_text())
+    assert sum(r["rank"] == 1 for r in kept) == 2  # both runs rank 1 finished were kept
+    assert sum(r["rank"] == 0 for r in kept) >= 1

@@ -32,6 +32,9 @@ ROUND = "denas/search/round/{}"
 NEXT = "denas/search/next/{}"
 #: how many workers have read rank 0's abort message
 ABORT_SEEN = "denas/search/abort-seen"
+#: a worker's finished record of round n, position i: rank 0 rescues it if the worker dies before
+#: the gather, so a lost pod loses only the candidate it was working on
+DONE = "denas/search/done/{}/{}"
 
 
 class RankFailure(SearchError):
@@ -166,6 +169,9 @@ class DistributedPool:
             record = evaluate(structures[i])
             if on_record is not None:
                 on_record(record)
+            if self.rank != 0:
+                key, data = DONE.format(round_no, i), pickle.dumps(record)
+                self._collective("posting a finished record", lambda: self.store.set(key, data))  # noqa: B023 - called at once
             mine.append((i, record))
 
     def _work_order(self, structures: list[dict], cost: Callable[[dict], float] | None = None) -> list[int]:
@@ -212,13 +218,20 @@ class DistributedPool:
             round_no, structures, message["order"], on_record, message.get("kind", "score")
         )
         gathered: list[Any] = [None] * self.world_size if self.rank == 0 else None  # type: ignore[assignment]
-        self._collective(
-            "gathering scores",
-            lambda: self.dist.gather_object(mine, gathered if self.rank == 0 else None, dst=0),
-        )
+        try:
+            self._collective(
+                "gathering scores",
+                lambda: self.dist.gather_object(mine, gathered if self.rank == 0 else None, dst=0),
+            )
+        except RankFailure:
+            if self.rank == 0:
+                self._rescue(round_no, len(structures), {i for i, _ in mine}, on_record)
+            raise
         if self.rank != 0:
             return []
-        for key in (ROUND.format(round_no), NEXT.format(round_no)):  # every rank is done with them
+        theirs = sorted({i for share in gathered[1:] for i, _ in share})
+        keys = [DONE.format(round_no, i) for i in theirs]
+        for key in (ROUND.format(round_no), NEXT.format(round_no), *keys):  # every rank is done with them
             self.store.delete_key(key)
         records: list[Record | None] = [None] * len(structures)
         for share in gathered:
@@ -228,6 +241,22 @@ class DistributedPool:
         if missing:
             raise RankFailure(f"gathering scores: candidates {missing} came back from no rank")
         return records  # type: ignore[return-value]
+
+    def _rescue(
+        self, round_no: int, n: int, mine: set[int], on_record: Callable[[Record], None] | None
+    ) -> None:
+        """Rank 0, a peer died: hand the records the others finished (posted in the store, which
+        rank 0 serves) to ``on_record``, so they are kept (score cache, selection log)."""
+        if on_record is None:
+            return
+        for i in range(n):
+            key = DONE.format(round_no, i)
+            try:
+                if i in mine or not self.store.check([key]):
+                    continue
+                on_record(pickle.loads(self.store.get(key)))
+            except Exception:  # noqa: BLE001 - best effort while failing anyway
+                return
 
     def map(
         self,
