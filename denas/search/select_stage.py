@@ -318,7 +318,7 @@ def run_selection(
     )
     order = trained + [r for r in ranked if r["hash"] not in last]
     best = []
-    for r in order[: max(config.top_k, len(trained))]:
+    for r in order[: config.top_k]:  # spec.search.topK, as without selection; every run is in "selection"
         entry = public(r)
         entry["trainFreeRank"] = train_free_rank[r["hash"]]
         if r["hash"] in last:
