@@ -286,6 +286,7 @@ def validate_manifest(manifest: Mapping[str, Any], old: Mapping[str, Any] | None
     metadata = manifest.get("metadata")
     name_errors = _metadata_errors(metadata)
     errors += name_errors
+    errors.extend(_selection_without_data(manifest))  # before defaults fill in a dataset
     schema = openapi_schema()
     apply_defaults(schema, manifest)
     schema_errors = sorted(_validator().iter_errors(manifest), key=lambda e: list(map(str, e.absolute_path)))
@@ -314,6 +315,29 @@ def _metadata_errors(metadata: Any) -> list[str]:
         return [
             f"metadata.name: Invalid value: {_value(name)}: must be a string, a lowercase DNS-1035 label "
             f'such as "job-{name}" (quote it in YAML)'
+        ]
+    return []
+
+
+def _selection_without_data(manifest: Mapping[str, Any]) -> list[str]:
+    """The selection stage trains on spec.training.dataset; with training off, only a dataset the
+    user named counts (the schema's default `digits` would silently train on the wrong data)."""
+    spec = manifest.get("spec")
+    if not isinstance(spec, Mapping):
+        return []
+    search, training = spec.get("search") or {}, spec.get("training") or {}
+    selection = search.get("selection") if isinstance(search, Mapping) else None
+    if (
+        not isinstance(selection, Mapping)
+        or selection.get("enabled") is not True
+        or not isinstance(training, Mapping)
+    ):
+        return []
+    if training.get("enabled", True) is False and not training.get("dataset"):
+        return [
+            "spec.search.selection.enabled: Invalid value: true: selection trains the top candidates on "
+            "spec.training.dataset, which is unset while spec.training.enabled is false; name the data set "
+            "(spec.training.dataset.name) or set spec.search.selection.enabled: false"
         ]
     return []
 

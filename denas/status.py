@@ -101,6 +101,9 @@ def best_structures(result: Mapping[str, Any], top_k: int) -> list[dict[str, Any
             "deScore": scores.get("de_score"),
             "fitness": entry.get("fitness"),  # the search's objective: DE-Score minus any latency term
             "scores": {k: v for k, v in scores.items() if isinstance(v, int | float)},
+            # with the selection stage: the short-training result, and where the train-free score ranked it
+            "trainFreeRank": entry.get("trainFreeRank"),
+            "selection": copy.deepcopy(entry.get("selection")),
         }
         out.append({k: v for k, v in item.items() if v is not None})
     return out
@@ -119,7 +122,12 @@ def search_progress(event: Mapping[str, Any]) -> dict[str, Any]:
         "evaluated": "evaluated",
         "best_score": "bestScore",
     }
-    return {dst: event[src] for src, dst in mapping.items() if event.get(src) is not None}
+    out = {dst: event[src] for src, dst in mapping.items() if event.get(src) is not None}
+    if isinstance(event.get("selection"), Mapping):  # the selection stage's rung progress
+        out["selection"] = {
+            k: event["selection"][k] for k in ("rung", "rungs", "done", "total") if k in event["selection"]
+        }
+    return out
 
 
 def training_progress(event: Mapping[str, Any]) -> dict[str, Any]:

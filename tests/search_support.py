@@ -31,6 +31,8 @@ def spec(strategy: str = "ea", domain: str = "nb201", **search: Any) -> dict[str
         "search": {"strategy": strategy, "population": 6, "generations": 3, "seed": 0, **search},
         "score": {"batchSize": 4, "latency": {"warmup": 0, "repeats": 2}},
         "hardware": {"ipex": "off", "bf16": "off"},
+        # search-only tests: no training, so no selection stage (tests/test_search_select_stage.py)
+        "training": {"enabled": False},
     }
     return out
 

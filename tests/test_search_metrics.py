@@ -40,8 +40,27 @@ def test_a_search_exports_its_four_series_without_pod_or_hash_labels(tmp_path):
     assert values["denas_search_score_seconds_count"] == result["evaluated"]
     assert values["denas_search_best_score"] == result["best"][0]["fitness"]
     assert values["denas_search_generation"] == 2
-    # Every series is unlabelled except the histogram's buckets: no pod names or structure hashes.
+    # Every series is unlabelled except histogram buckets and the selection runs' status: no pod
+    # names or structure hashes.
     labelled = [
-        name for name in values if "{" in name and not name.startswith("denas_search_score_seconds_bucket")
+        name
+        for name in values
+        if "{" in name
+        and "_bucket{" not in name
+        and not name.startswith("denas_search_selection_runs_total{status=")
     ]
     assert not labelled, labelled
+
+
+def test_selection_runs_are_counted_by_status_and_the_rung_is_published():
+    from prometheus_client import generate_latest
+
+    metrics = SearchMetrics()
+    metrics.observe_selection({"status": "ok", "train_s": 0.5})
+    metrics.observe_selection({"status": "failed", "train_s": 0.1})
+    metrics.set_selection(rung=2, done=1, total=2)
+    text = generate_latest(metrics.registry).decode()
+    assert 'denas_search_selection_runs_total{status="ok"} 1.0' in text
+    assert 'denas_search_selection_runs_total{status="failed"} 1.0' in text
+    assert "denas_search_selection_train_seconds_count 2.0" in text
+    assert "denas_search_selection_rung 2.0" in text and "denas_search_selection_rung_done 1.0" in text

@@ -58,6 +58,9 @@ class _Bars:
         if event.get("event") == "scored":  # inside a generation: candidates scored, with an ETA
             self._scored(what, event)
             return
+        if what == "search" and isinstance(event.get("selection"), dict):
+            self._selection_bar(event["selection"])
+            return
         key, total_key = ("generation", "generations") if what == "search" else ("epoch", "epochs")
         if key not in event:
             return
@@ -92,6 +95,16 @@ class _Bars:
             self.current[key] = bar
         bar.n = int(event["done"])
         bar.refresh()
+
+    def _selection_bar(self, sel: dict[str, Any]) -> None:
+        """One bar per selection rung (short training of the search's top candidates)."""
+        from tqdm import tqdm
+
+        name = f"selection rung {sel['rung'] + 1}/{sel['rungs']}"
+        if name not in self.current:
+            self.current[name] = tqdm(total=sel["total"], desc=name, unit="run", file=sys.stderr, leave=True)
+        self.current[name].n = int(sel["done"])
+        self.current[name].refresh()
 
     def close(self) -> None:
         for bar in self.current.values():

@@ -357,7 +357,7 @@ class LocalRun:
     def _progress(self, what: str, event: dict[str, Any]) -> None:
         with open(self.out / "logs" / f"{what}-events.jsonl", "a") as f:
             f.write(json.dumps(event) + "\n")
-        if what == "search" and "generation" in event:
+        if what == "search" and ("generation" in event or "selection" in event):
             self.status["search"] = {**self.status.get("search", {}), **st.search_progress(event)}
             self.save_status()
         elif what == "training" and event.get("phase") == "training":

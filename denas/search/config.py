@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from denas.search.selection import SelectionSettings
+
 
 class SearchError(ValueError):
     """A search that cannot run or cannot go on. The message names the field or the failing part."""
@@ -59,6 +61,8 @@ class SearchConfig:
     #: ``spec.training.dataset`` when the job trains: candidates are scored on a batch of it with
     #: the training loss (`denas.search.score_inputs`); None scores on synthetic batches
     dataset: dict[str, Any] | None = None
+    #: ``spec.search.selection`` (short training of the top-K after the search), see select_stage
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
 
     # ----- derived ea sizes (DE-NAS defaults: keep half, refill with mutants and crossovers) -----
     @property
@@ -116,6 +120,9 @@ class SearchConfig:
             if training.get("enabled", True) and training.get("dataset")
             else None,
         )
+        from denas.search.select_stage import settings_from_spec
+
+        config.selection = settings_from_spec(spec)
         config.check()
         return config
 
@@ -162,6 +169,15 @@ class SearchConfig:
             raise SearchError(
                 f"spec.search.population: Invalid value: {self.population}: must be at least 4 for strategy nsga2"
             )
+        if self.surrogate and self.strategy not in ("ea", "random"):
+            raise SearchError(
+                f"spec.search.surrogate: Invalid value: true: the surrogate pre-filters proposals of ea and "
+                f"random only; strategy {self.strategy} proposes through optuna, which models the scores "
+                "itself: remove surrogate or use strategy ea"
+            )
+        from denas.search.select_stage import check_settings
+
+        check_settings(self.selection, self.population * self.generations)
         c = self.constraints
         for name, value in (("maxParams", c.max_params), ("maxFlops", c.max_flops)):
             if value is not None:
@@ -224,6 +240,7 @@ class SearchConfig:
                 "warmupProxy": self.warmup_proxy,
                 "moveProposals": self.move_proposals,
                 "surrogate": self.surrogate,
+                "selection": self.selection.to_json(),
             },
             "constraints": {
                 k: v

@@ -32,6 +32,9 @@ ROUND = "denas/search/round/{}"
 NEXT = "denas/search/next/{}"
 #: how many workers have read rank 0's abort message
 ABORT_SEEN = "denas/search/abort-seen"
+#: a worker's finished record of round n, position i: rank 0 rescues it if the worker dies before
+#: the gather, so a lost pod loses only the candidate it was working on
+DONE = "denas/search/done/{}/{}"
 
 
 class RankFailure(SearchError):
@@ -66,13 +69,23 @@ class LocalPool:
     rank = 0
     world_size = 1
 
-    def __init__(self, evaluate: Callable[[dict], Record]):
+    def __init__(
+        self, evaluate: Callable[[dict], Record], handlers: dict[str, Callable[[dict], Record]] | None = None
+    ):
         self.evaluate = evaluate
+        self.handlers = {"score": evaluate, **(handlers or {})}
 
-    def map(self, structures: list[dict], on_record: Callable[[Record], None] | None = None) -> list[Record]:
+    def map(
+        self,
+        structures: list[dict],
+        on_record: Callable[[Record], None] | None = None,
+        kind: str = "score",
+        cost: Callable[[dict], float] | None = None,
+    ) -> list[Record]:
         out = []
+        evaluate = self.handlers[kind]
         for s in structures:
-            record = self.evaluate(s)
+            record = evaluate(s)
             if on_record is not None:
                 on_record(record)
             out.append(record)
@@ -92,12 +105,15 @@ class DistributedPool:
         world_size: int,
         timeout_s: float,
         cost: Callable[[dict], float] | None = None,
+        handlers: dict[str, Callable[[dict], Record]] | None = None,
     ):
         """``cost`` estimates a structure's scoring time (any monotone proxy); rank 0 hands the
         most expensive candidates out first.  Without it, candidates go out in list order."""
         import torch.distributed as dist
 
         self.evaluate = evaluate
+        #: other kinds of work rounds can carry (e.g. "select": short training), by name
+        self.handlers = {"score": evaluate, **(handlers or {})}
         self.rank, self.world_size = rank, world_size
         self.timeout_s = timeout_s
         self.cost = cost
@@ -139,9 +155,11 @@ class DistributedPool:
         structures: list[dict],
         order: list[int],
         on_record: Callable[[Record], None] | None,
+        kind: str = "score",
     ) -> list[tuple[int, Record]]:
         """Score candidates ``order[k]`` for each k this rank draws from the round's counter."""
         mine = []
+        evaluate = self.handlers[kind]
         while True:
             k = self._collective(
                 "taking the next candidate", lambda: self.store.add(NEXT.format(round_no), 1)
@@ -150,17 +168,21 @@ class DistributedPool:
                 return mine
             self.taken = k  # candidates taken by all ranks so far (rank 0's progress reads it)
             i = order[k - 1]
-            record = self.evaluate(structures[i])
+            record = evaluate(structures[i])
             if on_record is not None:
                 on_record(record)
+            if self.rank != 0:
+                key, data = DONE.format(round_no, i), pickle.dumps(record)
+                self._collective("posting a finished record", lambda: self.store.set(key, data))  # noqa: B023 - called at once
             mine.append((i, record))
 
-    def _work_order(self, structures: list[dict]) -> list[int]:
+    def _work_order(self, structures: list[dict], cost: Callable[[dict], float] | None = None) -> list[int]:
         """Longest first (LPT): the last candidates of a round are the cheap ones, so the ranks
         finish together; ties keep list order so the order is a function of the list alone."""
-        if self.cost is None:
+        cost = cost or self.cost
+        if cost is None:
             return list(range(len(structures)))
-        costs = [float(self.cost(s)) for s in structures]
+        costs = [float(cost(s)) for s in structures]
         return sorted(range(len(structures)), key=lambda i: (-costs[i], i))
 
     def _publish(self, message: Any) -> None:
@@ -194,15 +216,24 @@ class DistributedPool:
                 pass
             raise SearchError(f"rank {self.rank}: rank 0 aborted the search: {message}")
         round_no, structures = self.rounds, message["structures"]
-        mine = self._score_share(round_no, structures, message["order"], on_record)
-        gathered: list[Any] = [None] * self.world_size if self.rank == 0 else None  # type: ignore[assignment]
-        self._collective(
-            "gathering scores",
-            lambda: self.dist.gather_object(mine, gathered if self.rank == 0 else None, dst=0),
+        mine = self._score_share(
+            round_no, structures, message["order"], on_record, message.get("kind", "score")
         )
+        gathered: list[Any] = [None] * self.world_size if self.rank == 0 else None  # type: ignore[assignment]
+        try:
+            self._collective(
+                "gathering scores",
+                lambda: self.dist.gather_object(mine, gathered if self.rank == 0 else None, dst=0),
+            )
+        except RankFailure:
+            if self.rank == 0:
+                self._rescue(round_no, len(structures), {i for i, _ in mine}, on_record)
+            raise
         if self.rank != 0:
             return []
-        for key in (ROUND.format(round_no), NEXT.format(round_no)):  # every rank is done with them
+        theirs = sorted({i for share in gathered[1:] for i, _ in share})
+        keys = [DONE.format(round_no, i) for i in theirs]
+        for key in (ROUND.format(round_no), NEXT.format(round_no), *keys):  # every rank is done with them
             self.store.delete_key(key)
         records: list[Record | None] = [None] * len(structures)
         for share in gathered:
@@ -213,10 +244,34 @@ class DistributedPool:
             raise RankFailure(f"gathering scores: candidates {missing} came back from no rank")
         return records  # type: ignore[return-value]
 
-    def map(self, structures: list[dict], on_record: Callable[[Record], None] | None = None) -> list[Record]:
+    def _rescue(
+        self, round_no: int, n: int, mine: set[int], on_record: Callable[[Record], None] | None
+    ) -> None:
+        """Rank 0, a peer died: hand the records the others finished (posted in the store, which
+        rank 0 serves) to ``on_record``, so they are kept (score cache, selection log)."""
+        if on_record is None:
+            return
+        for i in range(n):
+            key = DONE.format(round_no, i)
+            try:
+                if i in mine or not self.store.check([key]):
+                    continue
+                on_record(pickle.loads(self.store.get(key)))
+            except Exception:  # noqa: BLE001 - best effort while failing anyway
+                return
+
+    def map(
+        self,
+        structures: list[dict],
+        on_record: Callable[[Record], None] | None = None,
+        kind: str = "score",
+        cost: Callable[[dict], float] | None = None,
+    ) -> list[Record]:
+        """Spread one round of work (``kind``: a handler every rank has) and gather it in order."""
         assert self.rank == 0, "only rank 0 hands out work"
         structures = list(structures)
-        result = self._round({"structures": structures, "order": self._work_order(structures)}, on_record)
+        message = {"kind": kind, "structures": structures, "order": self._work_order(structures, cost)}
+        result = self._round(message, on_record)
         assert result is not None
         return result
 

@@ -35,6 +35,26 @@ class SearchMetrics:
         self.generation = Gauge(
             "denas_search_generation", "Generations completed (rank 0).", registry=self.registry
         )
+        self.selection_runs = Counter(
+            "denas_search_selection_runs",
+            "Selection-stage training runs finished by this search, by status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.selection_seconds = Histogram(
+            "denas_search_selection_train_seconds",
+            "Time of one selection-stage training run.",
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.selection_rung = Gauge(
+            "denas_search_selection_rung", "Selection rung in progress (rank 0).", registry=self.registry
+        )
+        self.selection_done = Gauge(
+            "denas_search_selection_rung_done",
+            "Runs finished in the selection rung in progress (rank 0).",
+            registry=self.registry,
+        )
         self.server = None
         if port:
             self.server, _ = start_http_server(port, registry=self.registry)
@@ -50,6 +70,15 @@ class SearchMetrics:
 
     def set_generation(self, generation: int) -> None:
         self.generation.set(generation)
+
+    def observe_selection(self, run: dict[str, Any]) -> None:
+        self.selection_runs.labels(status=run.get("status", "ok")).inc()
+        if run.get("train_s") is not None:
+            self.selection_seconds.observe(run["train_s"])
+
+    def set_selection(self, rung: int, done: int, total: int) -> None:
+        self.selection_rung.set(rung)
+        self.selection_done.set(done)
 
     def close(self) -> None:
         if self.server is not None:

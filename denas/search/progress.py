@@ -101,6 +101,8 @@ class Progress:
         self.inner: Any = None  # the bar of the generation being scored (TTY only)
         self._scored_at = 0.0  # when the last `scored` line went out
         self._generation_started = time.monotonic()
+        self.rung_bar: Any = None  # one bar per selection rung
+        self.rung_no: int | None = None
         if use_bar:
             from tqdm import tqdm
 
@@ -158,6 +160,8 @@ class Progress:
                     evaluated=event["evaluated"],
                 )
                 self.bar.refresh()
+            elif event["event"] == "selection":
+                self._rung_bar(event["selection"])
         else:
             self.stream.write(json.dumps(_summary(event)) + "\n")
             self.stream.flush()
@@ -171,9 +175,27 @@ class Progress:
             else:
                 _call(self.reporter, ("progress", "report_progress"), event)
 
+    def _rung_bar(self, sel: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        if self.rung_no != sel["rung"]:
+            if self.rung_bar is not None:
+                self.rung_bar.close()
+            self.rung_no = sel["rung"]
+            self.rung_bar = tqdm(
+                total=sel["total"],
+                desc=f"selection rung {sel['rung'] + 1}/{sel['rungs']}",
+                unit="run",
+                file=sys.stderr,
+            )
+        self.rung_bar.n = sel["done"]
+        self.rung_bar.refresh()
+
     def close(self) -> None:
         if self.inner is not None:
             self.inner.close()
+        if self.rung_bar is not None:
+            self.rung_bar.close()
         if self.bar is not None:
             self.bar.close()
         if self.reporter is not None:

@@ -129,22 +129,30 @@ def run_search(
         metrics.observe(record)
         return record
 
+    from denas.search.select_stage import RunHandler
+
+    select = RunHandler(space, config)  # short training of the selection stage, on every rank
+    handlers = {"select": select}
     if world > 1:
         if rank == 0:
             startup("join", f"waiting for {world} search processes to join")
-        pool: Any = DistributedPool(evaluate, rank, world, dist_timeout_s, cost=space.count_flops)
+        pool: Any = DistributedPool(
+            evaluate, rank, world, dist_timeout_s, cost=space.count_flops, handlers=handlers
+        )
         if rank != 0:
             try:
                 hw.check_ranks(pool.store, rank, world, hardware)
                 # pay lazy imports and first-call set-up now, while rank 0 prepares the search,
                 # instead of inside the first generation (where rank 0 would wait for it)
                 evaluator.warm_up()
+                if config.selection.enabled:
+                    select.get_trainer()  # load the data now, not when the first rung starts
                 pool.serve()
             finally:
                 pool.close()
             return None
     else:
-        pool = LocalPool(evaluate)
+        pool = LocalPool(evaluate, handlers)
     try:
         if isinstance(pool, DistributedPool):
             hw.check_ranks(pool.store, rank, world, hardware)
@@ -162,6 +170,7 @@ def run_search(
             plots=plots,
             cache_path=score_cache,
             metrics=metrics,
+            select=select,
         )
     except BaseException as e:
         if isinstance(pool, DistributedPool):
@@ -186,6 +195,7 @@ def _coordinate(
     plots,
     cache_path,
     metrics,
+    select,
 ):
     prepare_out_dir(out_dir, resume)
     cache = ckpt.ScoreCache(
@@ -290,6 +300,20 @@ def _coordinate(
     # structures uses the same count, so it prints exactly these scores
     result["threads"] = _torch_threads()
     result["scoreInputs"] = evaluator.inputs_label()  # "dataset:<name>" or "synthetic"
+    if config.selection.enabled:  # the next stage: short training of the top-K (its own module)
+        from denas.search.select_stage import run_selection
+
+        run_selection(
+            config=config,
+            out_dir=out_dir,
+            archive=archive,
+            result=result,
+            pool=pool,
+            handler=select,
+            progress=progress,
+            metrics=metrics,
+            resume=resume,
+        )
     ckpt.atomic_write_json(out_dir / ckpt.RESULT, result)
     if plots:
         _plot(out_dir, config, curve, archive, result)

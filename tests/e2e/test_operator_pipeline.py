@@ -42,7 +42,11 @@ def test_real_search_then_two_process_training_succeeds(cluster, operator, job_n
     st = cluster.wait_phase(job_name, "Succeeded", 360)
     best = st["bestStructures"]
     assert 1 <= len(best) <= 3 and all(b["structure"] and b["hash"] for b in best)
-    assert best == sorted(best, key=lambda b: -b["deScore"])
+    # the selection stage (on by default when the job trains) ran in the search pods: its winner
+    # leads, every entry keeps its train-free rank, and its rung progress reached the status
+    assert best[0]["selection"]["status"] == "ok" and best[0]["selection"]["metricName"] == "accuracy"
+    assert sorted(b["trainFreeRank"] for b in best) == sorted({b["trainFreeRank"] for b in best})
+    assert st["search"]["selection"]["rung"] == st["search"]["selection"]["rungs"] - 1
     assert st["search"]["generation"] == 2 and st["search"]["evaluated"] >= 4
     assert st["training"]["succeeded"] == 2 and st["training"]["restarts"] == 0
     assert st["training"].get("metricName") and 0.0 <= st["training"]["metric"] <= 1.0

@@ -1,0 +1,345 @@
+"""The selection stage inside `denas search`: short training of the top-K on the job's real data.
+
+After the train-free search, rank 0 takes the top-K distinct feasible candidates and runs
+successive halving (`denas.search.selection`).  A rung's runs are spread over the search ranks the
+same way scoring is (`DistributedPool`, kind ``"select"``): every rank trains its share, longest
+first.  Each finished run is appended to ``OUT/selection.jsonl`` (rank 0's own at once, the
+others' when the rung is gathered), so ``--resume`` after a kill repeats only what was lost.
+The winner (best metric at the highest rung) leads ``result["best"]``; every entry keeps its
+train-free rank beside its selection metric.
+
+Training is in-process and single-rank per run (the search's process group belongs to the pool),
+with `denas.train`'s task, optimizer, schedule, compute path and evaluation, on a bounded sample
+of the training data (``maxTrainSamples``), measured on a validation split held out of the training
+data (``maxEvalSamples``; the test split stays for judging the final model), so a rung takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from denas.search.config import SearchError
+from denas.search.selection import SelectionSettings, distinct_top, run_one, successive_halving
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "selection.jsonl"
+
+
+def settings_from_spec(spec: Mapping[str, Any]) -> SelectionSettings:
+    """``spec.search.selection`` with the CRD defaults; on by default when the job trains."""
+    raw = dict((spec.get("search") or {}).get("selection") or {})
+    training = dict(spec.get("training") or {})
+    enabled = raw.get("enabled")
+    if enabled is None:
+        enabled = bool(training.get("enabled", False))
+    elif enabled and training.get("enabled") is False and not training.get("dataset"):
+        raise SearchError(
+            "spec.search.selection.enabled: Invalid value: true: selection trains on spec.training.dataset, "
+            "which is unset while spec.training.enabled is false; name the data set or disable selection"
+        )
+    search = spec.get("search") or {}
+    # unset topK: the default, but never more than the search can score (a tiny search still works)
+    scored = search.get("population", 20) * search.get("generations", 10)
+    s = SelectionSettings(
+        enabled=bool(enabled),
+        top_k=raw.get("topK", min(SelectionSettings.top_k, scored)),
+        min_epochs=raw.get("minEpochs", SelectionSettings.min_epochs),
+        max_epochs=raw.get("maxEpochs", SelectionSettings.max_epochs),
+        eta=raw.get("eta", SelectionSettings.eta),
+        max_train_samples=raw.get("maxTrainSamples", SelectionSettings.max_train_samples),
+        max_eval_samples=raw.get("maxEvalSamples", SelectionSettings.max_eval_samples),
+        dataset=dict(training.get("dataset") or {"name": "digits"}),
+        batch_size=training.get("batchSize", 64),
+        learning_rate=training.get("learningRate", 0.05),
+    )
+    return s
+
+
+def check_settings(s: SelectionSettings, candidates: int) -> None:
+    """Raise SearchError naming the field of ``spec.search.selection`` that cannot work."""
+    p = "spec.search.selection"
+    for name, value, lo in (
+        ("topK", s.top_k, 1),
+        ("minEpochs", s.min_epochs, 1),
+        ("maxEpochs", s.max_epochs, 1),
+        ("eta", s.eta, 2),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+            raise SearchError(f"{p}.{name}: Invalid value: {value!r}: must be an integer >= {lo}")
+    if s.max_epochs < s.min_epochs:
+        raise SearchError(
+            f"{p}.maxEpochs: Invalid value: {s.max_epochs}: must be >= {p}.minEpochs ({s.min_epochs})"
+        )
+    if s.enabled and s.top_k > candidates:
+        raise SearchError(
+            f"{p}.topK: Invalid value: {s.top_k}: the search scores at most {candidates} candidates "
+            "(spec.search.population x spec.search.generations); lower topK or search longer"
+        )
+
+
+class ShortTrainer:
+    """``trainer(structure, epochs) -> metric``: a fresh model trained ``epochs`` on bounded data."""
+
+    def __init__(self, space: Any, config: Any):
+        import denas.spaces
+        from denas.data import load_dataset
+        from denas.train import accel
+        from denas.train.tasks import task_for
+
+        settings, seed = config.selection, config.seed
+        dataset = settings.dataset
+        data = load_dataset(
+            dataset["name"],
+            path=dataset.get("path"),
+            config=space.config,
+            tokenizer=dataset.get("tokenizer"),
+            limit=dataset.get("limit"),
+            seed=seed,
+        )
+        fitted = {k: v for k, v in data.space_overrides.items() if k in space.config and space.config[k] != v}
+        self.space = denas.spaces.get(space.name, {**config.search_space, **fitted}) if fitted else space
+        # runs are measured on a validation split held out of the *training* data: the test split
+        # judges the final model, so choosing on it would leak (and flatter the winner)
+        self.train_set, self.test_set = validation_split(
+            data.train, settings.max_train_samples, settings.max_eval_samples, seed
+        )
+        self.data = data
+        self.task = task_for(data.task, data.info)
+        self.higher_is_better = bool(self.task.higher_is_better)
+        self.metric_name = self.task.metric_name
+        self.settings, self.seed = settings, seed
+        self.path = accel.choose_compute_path(config.ipex, config.bf16, space.name)
+
+    def __call__(self, structure: dict, epochs: int) -> float:
+        import torch
+        from torch import nn
+        from torch.utils.data import DataLoader
+
+        from denas.train import accel
+        from denas.train.command import _build
+        from denas.train.distributed import ProcessInfo
+        from denas.train.loop import TrainConfig, TrainingDiverged, _optimizer, _warmup_cosine, evaluate
+
+        self.space.validate(structure)
+        g = torch.Generator().manual_seed(self.seed)
+        loader = DataLoader(
+            self.train_set,
+            batch_size=self.settings.batch_size,
+            shuffle=True,
+            generator=g,
+            collate_fn=self.data.collate,
+        )
+        test_loader = DataLoader(
+            self.test_set, batch_size=max(self.settings.batch_size, 32), collate_fn=self.data.collate
+        )
+        torch.manual_seed(self.seed)  # the same initial weights wherever (and whenever) this runs
+        model = _build(self.space, structure, self.data.task)
+        cfg = TrainConfig(out_dir=Path("."), learning_rate=self.settings.learning_rate, optimizer="sgd")
+        if self.space.name in ("vit", "bert", "asr"):
+            cfg.optimizer, cfg.weight_decay = "adamw", 0.01
+        optimizer = _optimizer(model, cfg)
+        model, optimizer = accel.optimize(model, optimizer, self.path)
+        steps = max(1, epochs * len(loader))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps, cfg.warmup_fraction))
+        for epoch in range(epochs):
+            model.train()
+            for inputs, targets in loader:
+                with accel.autocast(self.path):
+                    loss = self.task.loss(model(inputs), targets)
+                if not math.isfinite(float(loss.detach())):
+                    raise TrainingDiverged(f"the loss is {float(loss.detach())} in epoch {epoch + 1}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+        metric, _ = evaluate(model, test_loader, self.task, self.path, ProcessInfo(0, 0, 1, 1, None))
+        return float(metric)
+
+
+def validation_split(dataset: Any, max_train: int | None, max_eval: int | None, seed: int) -> tuple[Any, Any]:
+    """(train, validation) subsets of ``dataset``, seeded: a fifth (at most ``max_eval``) is held
+    out, and at most ``max_train`` of the rest are trained on."""
+    import torch
+    from torch.utils.data import Subset
+
+    n = len(dataset)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, n // 5)
+    if max_eval is not None:
+        n_val = min(n_val, max_eval)
+    val, train = order[:n_val], order[n_val:]
+    if max_train is not None:
+        train = train[:max_train]
+    return Subset(dataset, sorted(train)), Subset(dataset, sorted(val))
+
+
+class RunHandler:
+    """What every rank runs for one selection item; the trainer is built on first use."""
+
+    def __init__(self, space: Any, config: Any):
+        self.space, self.config = space, config
+        self.trainer: ShortTrainer | None = None
+
+    def get_trainer(self) -> ShortTrainer:
+        if self.trainer is None:
+            self.trainer = ShortTrainer(self.space, self.config)
+        return self.trainer
+
+    def __call__(self, item: dict) -> dict:
+        started = time.monotonic()
+        from denas.search.distributed import world_from_env
+
+        run = run_one(self.get_trainer(), item, item["rung"], item["epochs"])
+        return {**run, "rank": world_from_env()[0], "train_s": round(time.monotonic() - started, 3)}
+
+    def cost(self, item: dict) -> float:
+        return float(self.space.count_flops(item["structure"])) * item["epochs"]
+
+
+def _load_done(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill: that run is simply trained again
+            break
+    return out
+
+
+def run_selection(
+    *,
+    config: Any,
+    out_dir: Path,
+    archive: dict,
+    result: dict,
+    pool: Any,
+    handler: RunHandler,
+    progress: Any,
+    metrics: Any,
+    resume: bool,
+) -> dict:
+    """Rank 0: run the stage and rewrite ``result`` (best order, a ``selection`` section)."""
+    from denas.search.runner import public
+    from denas.search.strategies import rank_records
+
+    s: SelectionSettings = config.selection
+    started = time.monotonic()
+    feasible = [r for r in archive.values() if r["feasible"] and r["fitness"] is not None]
+    ranked = rank_records(feasible)
+    train_free_rank = {r["hash"]: i for i, r in enumerate(ranked)}
+    candidates = distinct_top(ranked, s.top_k)
+    log_path = out_dir / LOG_FILE
+    done = _load_done(log_path) if resume else []
+    if not resume:
+        log_path.write_text("")
+    trainer = handler.get_trainer()  # rank 0 needs the metric's direction (and fails early on bad data)
+    rungs = s.rungs()
+
+    def keep(run: dict) -> None:
+        with open(log_path, "a") as f:
+            f.write(json.dumps(run) + "\n")
+
+    def map_rung(todo: list[tuple[dict, int, int]]) -> list[dict]:
+        items = [{"hash": c["hash"], "structure": c["structure"], "rung": r, "epochs": e} for c, r, e in todo]
+        mine: set[tuple[str, int]] = set()
+
+        def on_run(run: dict) -> None:  # rank 0's own runs, kept as they finish
+            mine.add((run["hash"], run["rung"]))
+            keep(run)
+            metrics.observe_selection(run)
+            tick(run["rung"])
+
+        runs = pool.map(items, on_record=on_run, kind="select", cost=handler.cost)
+        for run in runs:  # the other ranks' runs come back with the gather
+            if (run["hash"], run["rung"]) not in mine:
+                keep(run)
+                metrics.observe_selection(run)
+        state["done"] = state["total"]  # the other ranks' runs are done too
+        emit()
+        return runs
+
+    state = {"rung": 0, "done": 0, "total": 0}
+
+    def on_rung(rung: int, finished: int, total: int) -> None:
+        state.update(rung=rung, done=finished, total=total)
+        emit()
+
+    def tick(rung: int) -> None:
+        state["done"] += 1
+        emit()
+
+    def emit() -> None:
+        metrics.set_selection(state["rung"], state["done"], state["total"])
+        progress.event(
+            {
+                "event": "selection",
+                "selection": {
+                    "rung": state["rung"],
+                    "rungs": len(rungs),
+                    "done": state["done"],
+                    "total": state["total"],
+                },
+            }
+        )
+
+    out = successive_halving(
+        candidates,
+        trainer,
+        s,
+        higher_is_better=trainer.higher_is_better,
+        done=done,
+        map_rung=map_rung,
+        on_rung=on_rung,
+    )
+    # the winner first, then the other candidates by the highest rung they reached and their metric
+    # there, then every candidate that was not trained in train-free order
+    sign = 1.0 if trainer.higher_is_better else -1.0
+    last: dict[str, dict] = {}
+    for run in out["runs"]:
+        last[run["hash"]] = run
+    trained = sorted(
+        (r for r in candidates if r["hash"] in last),
+        key=lambda r: (
+            0 if out["winner"] is not None and r["hash"] == out["winner"]["hash"] else 1,
+            last[r["hash"]]["status"] != "ok",
+            -last[r["hash"]]["rung"],
+            -sign * (last[r["hash"]]["metric"] or 0.0),
+        ),
+    )
+    order = trained + [r for r in ranked if r["hash"] not in last]
+    best = []
+    for r in order[: config.top_k]:  # spec.search.topK, as without selection; every run is in "selection"
+        entry = public(r)
+        entry["trainFreeRank"] = train_free_rank[r["hash"]]
+        if r["hash"] in last:
+            run = last[r["hash"]]
+            entry["selection"] = {k: run.get(k) for k in ("rung", "epochs", "metric", "status", "error")}
+            entry["selection"]["metricName"] = trainer.metric_name
+        best.append(entry)
+    result["best"] = best
+    result["selection"] = {
+        "settings": s.to_json(),
+        "metric_name": trainer.metric_name,
+        "higher_is_better": trainer.higher_is_better,
+        "winner": out["winner"]["hash"] if out["winner"] else None,
+        "rungs": out["rungs"],
+        "runs": out["runs"],
+        "elapsed_s": round(time.monotonic() - started, 3),
+        "dataset": trainer.data.name,
+        "train_samples": len(trainer.train_set),  # type: ignore[arg-type]
+        # held out of the training split; the test split is never used for choosing
+        "validation_samples": len(trainer.test_set),  # type: ignore[arg-type]
+    }
+    if out["winner"] is None:
+        log.warning("selection: every candidate failed; best keeps the train-free order")
+    return result

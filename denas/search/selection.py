@@ -1,0 +1,158 @@
+"""Selection: successive halving over the train-free search's top-K candidates.
+
+The train-free score errs exactly at the top, which a search exploits (benchmarks/README_search.md),
+so the few best candidates are trained briefly and the one that *learns* best wins.  Successive
+halving (Jamieson & Talwalkar 2016; Li et al., Hyperband 2017): rung 0 trains all K candidates for
+``min_epochs``, each next rung keeps the best ``ceil(n / eta)`` and multiplies the epochs by
+``eta`` (capped at ``max_epochs``); the stage ends after the rung that trains ``max_epochs``.  The
+winner is the best metric at the highest rung.  Every rung trains from scratch for its epochs (a
+pure ``fidelity(structure, epochs) -> metric``), so a run does not depend on the rank or the order
+it ran in, and a crashed or diverged (non-finite) candidate is recorded with its error and dropped.
+
+This module is the pure core: no torch, no files.  How a rung's runs are spread over ranks
+(``map_rung``), where finished runs are kept (``on_run``) and which are already done (``done``,
+for resuming) belong to the caller (`denas.search.select_stage`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+Run = dict[str, Any]
+#: train ``structure`` for ``epochs`` epochs and return the task metric
+Fidelity = Callable[[dict, int], float]
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """``spec.search.selection`` (CRD defaults)."""
+
+    enabled: bool = False
+    top_k: int = 8
+    min_epochs: int = 1
+    max_epochs: int = 4
+    eta: int = 2
+    #: training samples each run sees per epoch (bounded, so a rung is quick); None: all
+    max_train_samples: int | None = 2048
+    #: test samples each run is measured on; None: all
+    max_eval_samples: int | None = 512
+    #: what each run trains on and how (``spec.training``: dataset, batchSize, learningRate)
+    dataset: dict[str, Any] = field(default_factory=lambda: {"name": "digits"})
+    batch_size: int = 64
+    learning_rate: float = 0.05
+
+    def rungs(self) -> list[tuple[int, int]]:
+        """[(epochs, candidates trained)] per rung, for ``top_k`` candidates."""
+        out, n, epochs = [], self.top_k, self.min_epochs
+        while True:
+            out.append((epochs, n))
+            if epochs >= self.max_epochs or n <= 1:
+                return out
+            n, epochs = max(1, math.ceil(n / self.eta)), min(self.max_epochs, epochs * self.eta)
+
+    def cost_epochs(self) -> int:
+        """Training epochs the whole stage spends (before any candidate is dropped)."""
+        return sum(e * n for e, n in self.rungs())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "topK": self.top_k,
+            "minEpochs": self.min_epochs,
+            "maxEpochs": self.max_epochs,
+            "eta": self.eta,
+            "maxTrainSamples": self.max_train_samples,
+            "maxEvalSamples": self.max_eval_samples,
+            "dataset": self.dataset,
+            "batchSize": self.batch_size,
+            "learningRate": self.learning_rate,
+        }
+
+
+def distinct_top(records: Iterable[dict], k: int) -> list[dict]:
+    """The first ``k`` records with distinct hashes that are feasible and scored, in input order."""
+    out, seen = [], set()
+    for r in records:
+        if r.get("feasible", True) is False or r["hash"] in seen:
+            continue
+        seen.add(r["hash"])
+        out.append(r)
+        if len(out) == k:
+            break
+    return out
+
+
+def run_one(fidelity: Fidelity, candidate: dict, rung: int, epochs: int) -> Run:
+    """One training run, with a crash or a non-finite metric recorded instead of raised."""
+    run: Run = {"hash": candidate["hash"], "rung": rung, "epochs": epochs}
+    try:
+        metric = float(fidelity(candidate["structure"], epochs))
+    except Exception as e:  # noqa: BLE001 - one bad candidate must not end the stage
+        return {**run, "metric": None, "status": "failed", "error": f"{type(e).__name__}: {e}"}
+    if not math.isfinite(metric):
+        return {**run, "metric": None, "status": "failed", "error": f"diverged: metric is {metric}"}
+    return {**run, "metric": metric, "status": "ok"}
+
+
+def successive_halving(
+    candidates: list[dict],
+    fidelity: Fidelity,
+    settings: SelectionSettings,
+    *,
+    higher_is_better: bool = True,
+    done: Iterable[Run] = (),
+    on_run: Callable[[Run], None] | None = None,
+    map_rung: Callable[[list[tuple[dict, int, int]]], list[Run]] | None = None,
+    order: Callable[[list[dict], list[Run]], list[dict]] | None = None,
+    on_rung: Callable[[int, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the rungs over ``candidates`` (dicts with ``hash`` and ``structure``, best first).
+
+    ``done``: runs finished before a restart (matched by hash and rung; not run again).
+    ``on_run``: called with every new run as it finishes (the per-candidate checkpoint).
+    ``map_rung``: runs a list of (candidate, rung, epochs) and returns their runs in that order;
+    default: one after another here.  ``order``: reorders the candidates before a rung (the
+    surrogate refined on the runs so far); only the order changes, never who is trained.
+    ``on_rung(rung, done, total)``: progress.
+    Returns ``{"winner": candidate or None, "runs": [...], "rungs": [...]}``.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    finished = {(r["hash"], r["rung"]): r for r in done}
+    runs: list[Run] = []
+    alive = list(candidates[: settings.top_k])
+    plan = settings.rungs()
+    rung_log = []
+    for rung, (epochs, _) in enumerate(plan):
+        if order is not None and rung > 0:
+            alive = order(alive, runs)
+        todo = [(c, rung, epochs) for c in alive if (c["hash"], rung) not in finished]
+        if on_rung is not None:
+            on_rung(rung, len(alive) - len(todo), len(alive))
+        if map_rung is not None:
+            new = map_rung(todo)
+        else:
+            new = []
+            for c, r, e in todo:
+                new.append(run_one(fidelity, c, r, e))
+                if on_run is not None:
+                    on_run(new[-1])
+                if on_rung is not None:
+                    on_rung(rung, len(alive) - len(todo) + len(new), len(alive))
+        for run in new:
+            finished[(run["hash"], run["rung"])] = run
+        this = [finished[(c["hash"], rung)] for c in alive]
+        runs.extend(this)
+        ok = [(c, r) for c, r in zip(alive, this) if r["status"] == "ok"]
+        # best metric first; ties keep the train-free order (the list order), so it is deterministic
+        ok.sort(key=lambda cr: -sign * cr[1]["metric"])
+        keep = plan[rung + 1][1] if rung + 1 < len(plan) else 1
+        rung_log.append(
+            {"rung": rung, "epochs": epochs, "trained": len(alive), "failed": len(alive) - len(ok)}
+        )
+        if rung + 1 == len(plan) or not ok:
+            return {"winner": ok[0][0] if ok else None, "runs": runs, "rungs": rung_log}
+        alive = [c for c, _ in ok[:keep]]
+    raise AssertionError("unreachable: the last rung returns")  # pragma: no cover

@@ -1,0 +1,100 @@
+"""Successive halving over the top-K (denas.search.selection), with a fake fidelity."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from denas.search.selection import SelectionSettings, distinct_top, successive_halving
+
+
+def cands(n: int) -> list[dict]:
+    return [{"hash": f"h{i}", "structure": {"q": i}} for i in range(n)]
+
+
+def test_rungs_follow_eta_and_stop_at_max_epochs():
+    assert SelectionSettings(top_k=8, min_epochs=1, max_epochs=4, eta=2).rungs() == [(1, 8), (2, 4), (4, 2)]
+    assert SelectionSettings(top_k=9, min_epochs=1, max_epochs=9, eta=3).rungs() == [(1, 9), (3, 3), (9, 1)]
+    # epochs are capped at maxEpochs, and a single survivor ends the stage
+    assert SelectionSettings(top_k=8, min_epochs=1, max_epochs=3, eta=2).rungs() == [(1, 8), (2, 4), (3, 2)]
+    assert SelectionSettings(top_k=2, min_epochs=1, max_epochs=16, eta=2).rungs() == [(1, 2), (2, 1)]
+    assert SelectionSettings(top_k=8, min_epochs=1, max_epochs=4, eta=2).cost_epochs() == 24
+
+
+def test_winner_is_best_at_highest_rung_not_at_the_first():
+    # q=0 learns fast but plateaus; q=5 starts slow and ends best
+    def fidelity(structure, epochs):
+        q = structure["q"]
+        return {0: 0.9, 5: 0.5 + 0.12 * epochs}.get(q, 0.3 + 0.1 * epochs - 0.01 * q)
+
+    calls = []
+    out = successive_halving(
+        cands(8), lambda s, e: calls.append((s["q"], e)) or fidelity(s, e), SelectionSettings(top_k=8)
+    )
+    assert out["winner"]["hash"] == "h5"
+    # every run is recorded with its rung, epochs and metric; 8 + 4 + 2 trained
+    assert [(r["rung"], r["epochs"]) for r in out["runs"]] == [(0, 1)] * 8 + [(1, 2)] * 4 + [(2, 4)] * 2
+    assert set(out["runs"][0]) >= {"hash", "rung", "epochs", "metric", "status"}
+    assert len(calls) == 14
+    assert {r["hash"] for r in out["runs"] if r["rung"] == 2} == {"h0", "h5"}
+
+
+def test_lower_is_better_metrics_pick_the_smallest():
+    out = successive_halving(
+        cands(4), lambda s, e: 10.0 - s["q"], SelectionSettings(top_k=4, max_epochs=2), higher_is_better=False
+    )
+    assert out["winner"]["hash"] == "h3"
+
+
+def test_crashed_and_diverged_candidates_are_recorded_and_dropped():
+    def fidelity(structure, epochs):
+        if structure["q"] == 3:
+            raise RuntimeError("out of memory")
+        if structure["q"] == 2:
+            return math.nan
+        return structure["q"] / 10
+
+    out = successive_halving(cands(4), fidelity, SelectionSettings(top_k=4, max_epochs=2))
+    failed = {r["hash"]: r for r in out["runs"] if r["status"] == "failed"}
+    assert set(failed) == {"h2", "h3"}
+    assert "out of memory" in failed["h3"]["error"] and failed["h3"]["metric"] is None
+    assert "diverged" in failed["h2"]["error"]
+    assert out["winner"]["hash"] == "h1"  # the stage went on without them
+    assert out["rungs"][0]["failed"] == 2
+
+
+def test_every_candidate_failing_returns_no_winner():
+    out = successive_halving(cands(3), lambda s, e: 1 / 0, SelectionSettings(top_k=3))
+    assert out["winner"] is None and len(out["runs"]) == 3
+
+
+def test_resume_skips_finished_runs_and_reaches_the_same_winner():
+    fid = lambda s, e: s["q"] * e + (5 if s["q"] == 1 and e >= 2 else 0)  # noqa: E731
+    full = successive_halving(cands(8), fid, SelectionSettings())
+    saved = []
+    with pytest.raises(KeyboardInterrupt):
+
+        def dying(s, e):
+            if len(saved) == 10:
+                raise KeyboardInterrupt  # killed in rung 1
+            return fid(s, e)
+
+        successive_halving(cands(8), dying, SelectionSettings(), on_run=saved.append)
+    again = []
+    out = successive_halving(
+        cands(8), lambda s, e: again.append(1) or fid(s, e), SelectionSettings(), done=saved
+    )
+    assert len(again) == 14 - 10  # only the runs not finished before the kill
+    assert out["winner"] == full["winner"] and out["runs"] == full["runs"]
+
+
+def test_distinct_top_skips_duplicates_and_infeasible():
+    recs = [
+        {"hash": "a", "feasible": True},
+        {"hash": "a", "feasible": True},
+        {"hash": "b", "feasible": False},
+        {"hash": "c", "feasible": True},
+    ]
+    assert [r["hash"] for r in distinct_top(recs, 5)] == ["a", "c"]
+    assert [r["hash"] for r in distinct_top(recs, 1)] == ["a"]
