@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "denas.train.command",
         "train a searched structure (under torchrun for several processes) -> DIR/metrics.json",
     ),
+    "export": (
+        "denas.export.command",
+        "(re-)export a finished run's trained model: TorchScript, ONNX, HF folder + model card -> DIR/model/",
+    ),
     "score": ("denas.scores.command", "score structures of a job's space with the train-free proxies"),
     "validate": (
         "denas.local.authoring",
