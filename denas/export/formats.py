@@ -41,7 +41,8 @@ def max_abs_diff(a: Any, b: torch.Tensor) -> float:
     return float((torch.as_tensor(a).float() - b.float()).abs().max())
 
 
-def check(diff: float, tolerance: float = TOLERANCE) -> dict[str, Any]:
+def check(diff: float, tolerance: float | None = None) -> dict[str, Any]:
+    tolerance = TOLERANCE if tolerance is None else tolerance
     return {"max_abs_diff": diff, "tolerance": tolerance, "ok": bool(diff <= tolerance)}
 
 

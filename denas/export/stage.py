@@ -77,8 +77,11 @@ def export_model(
     spec: dict[str, Any],
     job_name: str,
     result: dict[str, Any] | None = None,
+    with_ipex: bool = True,
 ) -> dict[str, Any]:
-    """Write every requested format and the card into ``folder`` (created); returns the card."""
+    """Write every requested format and the card into ``folder`` (created); returns the card.
+
+    ``with_ipex=False`` skips trying the IPEX variant (importing IPEX alone takes seconds)."""
     settings = export_settings(spec)
     folder.mkdir(parents=True, exist_ok=True)
     inputs = trained.sample_inputs(batch_size=3, seed=1)  # a batch size the traces never saw
@@ -86,7 +89,7 @@ def export_model(
         expected = trained.wrapped()(*inputs)
     artifacts = {name: _run_format(name, trained, folder, inputs, expected) for name in settings["formats"]}
     ipex = None
-    if "torchscript" in settings["formats"]:
+    if with_ipex and "torchscript" in settings["formats"]:
         from denas.export.ipex import export_ipex_variant
 
         try:
