@@ -132,6 +132,7 @@ def export_run(
     *,
     model_file: Path | None = None,
     folder: Path | None = None,
+    result_file: Path | None = None,
 ) -> dict[str, Any]:
     """Export a finished run (``run_dir/train/model.pt``) into ``run_dir/model/``.
 
@@ -146,7 +147,9 @@ def export_run(
             "message": f"{folder} exists and was not written by DeNAS (no card.json): move it away and run `denas export {run_dir}`",
         }
     result = None
-    for candidate in (run_dir / "result.json", run_dir / "search" / "result.json"):
+    for candidate in (result_file, run_dir / "result.json", run_dir / "search" / "result.json"):
+        if candidate is None:
+            continue
         if candidate.is_file():
             result = json.loads(candidate.read_text())
             break
