@@ -14,7 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": (
         "denas.local.command",
-        "search, then train, locally (processes instead of pods) -> DIR/status.json + report",
+        "search, train, then export, locally (processes instead of pods) -> DIR/status.json + report, DIR/model/",
     ),
     "search": ("denas.search.command", "run the hardware-aware search of a job -> DIR/result.json"),
     "train": (
