@@ -63,6 +63,7 @@ def _load_in_fresh_process(folder: Path, trained: Trained, tmp_path: Path) -> di
     return report["diffs"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("domain", ["cnn", "vit", "bert", "asr", "nb201", "bert-qa"])
 def test_exported_artifacts_run_without_denas_and_match_the_model(domain: str, tmp_path: Path):
     trained = _qa_bert() if domain == "bert-qa" else initialised(domain.split("-")[0], {"preset": "tiny"})
