@@ -69,6 +69,7 @@ def test_master_pod_exports_beside_train_and_reports_an_emptydir_warning(tmp_pat
         "torchscript"
     }
     assert ref["storage"] == "emptyDir" and "lost with the pod" in ref["warning"]
+    assert "WARNING" in reported["message"] and "emptyDir" in reported["message"]
 
 
 def test_master_pod_on_a_claim_names_it(tmp_path, pod_env):

@@ -54,5 +54,7 @@ def export_in_pod(
         outcome = {"ok": False, "message": f"export failed: {type(exc).__name__}: {exc}"}
     if outcome.get("modelRef"):
         outcome["modelRef"].update(storage_ref(spec, outcome["modelRef"]["path"]))
+        if outcome["modelRef"].get("warning"):  # also in the condition, where people look first
+            outcome["message"] = f"{outcome['message']}; WARNING: {outcome['modelRef']['warning']}"
     reporter.write(MODEL_REF_KEY, json.dumps(outcome, sort_keys=True, default=str))
     return outcome
