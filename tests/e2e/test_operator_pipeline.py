@@ -57,4 +57,8 @@ def test_real_search_then_two_process_training_succeeds(cluster, operator, job_n
     assert export["status"] == "False", export["message"]
     ref = st["modelRef"]
     assert {"torchscript", "onnx"} <= set(ref["formats"]) and ref["sizes"]["onnx"] > 0
-    assert ref["path"].endswith("/model") and ref["storage"] == "emptyDir" and "lost with the pod" in ref["warning"]
+    assert (
+        ref["path"].endswith("/model")
+        and ref["storage"] == "emptyDir"
+        and "lost with the pod" in ref["warning"]
+    )
