@@ -130,7 +130,7 @@ def test_an_exporter_error_is_reported_and_the_other_formats_still_written(
     failed = next(c for c in new["conditions"] if c["type"] == "ExportFailed")
     assert failed["status"] == "True" and "onnx exporter exploded" in failed["message"]
     assert next(c for c in new["conditions"] if c["type"] == "Succeeded")["status"] == "True"
-    assert new["modelRef"]["formats"] == ["torchscript"] or "torchscript" in new["modelRef"]["formats"]
+    assert "torchscript" in new["modelRef"]["formats"]  # the other formats are still written
     assert "onnx" not in new["modelRef"]["formats"]
     assert digest(run / "train" / "model.pt") == checkpoint
 

@@ -61,7 +61,7 @@ def trace(trained: Trained) -> torch.jit.ScriptModule:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(trained.wrapped(), example, check_trace=False)
-    return torch.jit.freeze(traced.eval()) if hasattr(torch.jit, "freeze") else traced
+    return torch.jit.freeze(traced.eval())  # folds weights and BN into the graph
 
 
 @register("torchscript")
