@@ -111,6 +111,7 @@ def test_card_has_every_section_the_issue_asks_for(tmp_path: Path):
     assert card["scores"] == {"de_score": 1.5, "zen": 3.0}
     assert card["params"] == card["params_analytic"] > 0 and card["flops"] > 0
     assert card["latency"]["hardware"]["cpu"] and card["latency"]["hardware"]["threads"] >= 1
+    assert card["latency"]["hardware"]["load_average_1m"] is not None
     assert card["latency"]["batch_size"] == 1 and set(card["latency"]["ms"]) == {
         "eager",
         "torchscript",

@@ -113,7 +113,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         "## Latency on this node",
         f"CPU {lat['hardware']['cpu']} (flags {', '.join(lat['hardware']['cpu_flags']) or 'none'}), "
-        f"{lat['hardware']['threads']} threads, batch {lat['batch_size']}, median of {lat['rounds']} interleaved rounds.",
+        f"{lat['hardware']['threads']} threads, batch {lat['batch_size']}, median of {lat['rounds']} interleaved rounds; "
+        f"1-min load average {lat['hardware'].get('load_average_1m')} on {lat['hardware'].get('cpus')} CPUs "
+        "(a loaded node slows eager PyTorch most).",
         "",
         "| variant | ms | speedup vs eager |",
         "|---|---|---|",

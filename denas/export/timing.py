@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -72,4 +73,7 @@ def hardware() -> dict[str, Any]:
         "cpu_flags": cpu_flags(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        # a loaded node inflates eager PyTorch most (many small parallel regions): say how loaded
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "cpus": os.cpu_count(),
     }
