@@ -14,12 +14,16 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": (
         "denas.local.command",
-        "search, then train, locally (processes instead of pods) -> DIR/status.json + report",
+        "search, train, then export, locally (processes instead of pods) -> DIR/status.json + report, DIR/model/",
     ),
     "search": ("denas.search.command", "run the hardware-aware search of a job -> DIR/result.json"),
     "train": (
         "denas.train.command",
         "train a searched structure (under torchrun for several processes) -> DIR/metrics.json",
+    ),
+    "export": (
+        "denas.export.command",
+        "(re-)export a finished run's trained model: TorchScript, ONNX, HF folder + model card -> DIR/model/",
     ),
     "score": ("denas.scores.command", "score structures of a job's space with the train-free proxies"),
     "report": (

@@ -126,6 +126,10 @@ class Reporter:
         self.flush()
         self._patch({self.result_key: bound_result(result, self.max_best)})
 
+    def write(self, key: str, value: str) -> bool:
+        """Write one extra key of this pod's own (e.g. the export's ``model-ref.json``)."""
+        return self._patch({key: value})
+
     def close(self) -> None:
         self.flush()
 

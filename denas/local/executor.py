@@ -14,6 +14,7 @@ Layout of the output directory (see `denas.local.rundir` for who may delete what
     DIR/result.json        the search's result (best structures, Pareto front)
     DIR/search/            search checkpoints, history.jsonl, plots
     DIR/train/             training checkpoints, metrics.json, model.pt, history
+    DIR/model/             the exported model (TorchScript, ONNX, HF folder) and card.md/card.json
     DIR/logs/              one log per process; failure.json when a stage failed
     DIR/report.html        one self-contained page with every plot
 """
@@ -109,6 +110,7 @@ class LocalRun:
             result = self.search()
             if self.job.spec["training"]["enabled"]:
                 self.train(result)
+                self.export()
         except StepFailed as exc:
             self._stop_running(exc.reason)
             self.condition(st.FAILED, True, exc.reason, str(exc))
@@ -291,6 +293,13 @@ class LocalRun:
             "TrainingSucceeded",
             f"{metrics['metric_name']} = {metrics['metric']:.4f}",
         )
+
+    # ----- export (denas.export: its own stage; a failure marks ExportFailed, never the job) ---
+    def export(self) -> None:
+        from denas.export.stage import local_export
+
+        self.status = local_export(self.out, self.job.spec, self.job.name, self.status)
+        self.save_status()
 
     # ----- processes ------------------------------------------------------------------------
     def _spawn(

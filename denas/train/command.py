@@ -76,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec, job_name = _load_spec(args.job)
         metrics = train_spec(spec, args, job_name=job_name)
+        if metrics.get("metric") is not None:  # in an operator pod, rank 0 exports next (denas.export.pod)
+            from denas.export.pod import export_in_pod
+
+            result = Path(args.structure) if not args.structure.lstrip().startswith("{") else None
+            export_in_pod(spec, job_name, args.out, result)
     except TrainingDiverged as exc:
         print(f"denas train: error: {exc}", file=sys.stderr)
         return 1

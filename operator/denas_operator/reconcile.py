@@ -25,6 +25,7 @@ from typing import Any
 from denas import status as S
 
 from . import names as n
+from .export_status import mirror_export
 from .groups import GroupOutcome, reconcile_group
 from .network import desired_network_policy
 from .objects import (
@@ -440,6 +441,9 @@ def _training_succeeded(job: JobRef, st: _Status, obs: Observed) -> None:
     st.cond(S.TRAINING_SUCCEEDED, True, "TrainingCompleted", f"trained to {train_dir(job)}")
     st.cond(S.SUCCEEDED, True, "Completed", "search and training finished")
     st.st["completionTime"] = st.now
+    # the master pod exported after training (denas.export.pod); copy its modelRef / ExportFailed
+    cm = obs.configmaps.get(n.result_configmap(job.name))
+    st.st = mirror_export(st.st, job.spec, cm, st.generation, st.now)
 
 
 def _kubeflow_training(job: JobRef, st: _Status, obs: Observed, d: Decision) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(540)]
 
 
 def metric_line(text: str, name: str, job: str) -> float | None:
@@ -39,7 +39,7 @@ def test_real_search_then_two_process_training_succeeds(cluster, operator, job_n
         every=0.5,
     )
     assert searching >= 1
-    st = cluster.wait_phase(job_name, "Succeeded", 360)
+    st = cluster.wait_phase(job_name, "Succeeded", 480)  # incl. the export after training
     best = st["bestStructures"]
     assert 1 <= len(best) <= 3 and all(b["structure"] and b["hash"] for b in best)
     # the selection stage (on by default when the job trains) ran in the search pods: its winner
@@ -56,3 +56,13 @@ def test_real_search_then_two_process_training_succeeds(cluster, operator, job_n
         st["search"]["bestScore"]
     )
     assert metric_line(text, "denas_job_training_metric", job_name) == pytest.approx(st["training"]["metric"])
+    # the master pod exported after training (denas.export.pod) and the operator mirrored it
+    export = next(c for c in st["conditions"] if c["type"] == "ExportFailed")
+    assert export["status"] == "False", export["message"]
+    ref = st["modelRef"]
+    assert {"torchscript", "onnx"} <= set(ref["formats"]) and ref["sizes"]["onnx"] > 0
+    assert (
+        ref["path"].endswith("/model")
+        and ref["storage"] == "emptyDir"
+        and "lost with the pod" in ref["warning"]
+    )
