@@ -103,7 +103,7 @@ def test_unchanged_cells_keep_their_spec_hash_when_a_target_is_added():
     assert {k: new[k] for k in old} == old and len(new) == len(old) + 2
 
 
-def test_denas_validate_takes_a_campaign_and_reports_errors_with_exit_1(tmp_path):
+def test_denas_validate_takes_a_campaign_and_reports_errors_with_exit_2(tmp_path):
     ok = subprocess.run(
         [sys.executable, "-m", "denas", "validate", str(SAMPLE)], capture_output=True, text=True
     )
@@ -115,7 +115,7 @@ def test_denas_validate_takes_a_campaign_and_reports_errors_with_exit_1(tmp_path
     out = subprocess.run(
         [sys.executable, "-m", "denas", "validate", str(bad)], capture_output=True, text=True
     )
-    assert out.returncode == 1 and "spec.matrix" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "spec.matrix" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_load_campaign_raises_one_error_listing_every_problem():

@@ -17,7 +17,7 @@ def run_validate(args: argparse.Namespace) -> int:
         campaign = load_campaign(args.job, engine=not args.schema_only)
     except (CampaignValidationError, FileNotFoundError) as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return 2  # bad input, as for a DeNASJob
     if args.output == "yaml":
         import yaml
 

@@ -169,9 +169,10 @@ def _template_errors(campaign: Campaign, engine: bool) -> list[str]:
         manifest = cell_manifest(campaign, cell)
         lines = J.validate_manifest(manifest)
         if not lines and engine:
-            from denas.local.authoring import engine_checks
+            from denas.preflight import spec_problems
 
-            lines = engine_checks(manifest["spec"])
+            # what `denas run` checks before work starts: proxies, weights, data sets, the space
+            lines = spec_problems(manifest["spec"], local=True, engine=True)
         for line in lines:
             line = line.replace(f" of {J.KIND};", " of a DeNASJob spec;")
             if line.startswith("spec."):
