@@ -88,23 +88,15 @@ class ShortTrainer:
     """``trainer(structure, epochs) -> metric``: a fresh model trained ``epochs`` on bounded data."""
 
     def __init__(self, space: Any, config: Any):
-        import denas.spaces
-        from denas.data import load_dataset
         from denas.train import accel
+        from denas.train.taskdata import load_task_data
         from denas.train.tasks import task_for
 
         settings, seed = config.selection, config.seed
-        dataset = settings.dataset
-        data = load_dataset(
-            dataset["name"],
-            path=dataset.get("path"),
-            config=space.config,
-            tokenizer=dataset.get("tokenizer"),
-            limit=dataset.get("limit"),
-            seed=seed,
-        )
-        fitted = {k: v for k, v in data.space_overrides.items() if k in space.config and space.config[k] != v}
-        self.space = denas.spaces.get(space.name, {**config.search_space, **fitted}) if fitted else space
+        # one code path with scoring and training: the same loader, the space fitted the same way
+        task_data = load_task_data(config.domain, config.search_space, settings.dataset, seed)
+        data = task_data.data
+        self.task_data, self.space = task_data, task_data.space
         # runs are measured on a validation split held out of the *training* data: the test split
         # judges the final model, so choosing on it would leak (and flatter the winner)
         self.train_set, self.test_set = validation_split(
@@ -123,7 +115,6 @@ class ShortTrainer:
         from torch.utils.data import DataLoader
 
         from denas.train import accel
-        from denas.train.command import _build
         from denas.train.distributed import ProcessInfo
         from denas.train.loop import TrainConfig, TrainingDiverged, _optimizer, _warmup_cosine, evaluate
 
@@ -140,7 +131,7 @@ class ShortTrainer:
             self.test_set, batch_size=max(self.settings.batch_size, 32), collate_fn=self.data.collate
         )
         torch.manual_seed(self.seed)  # the same initial weights wherever (and whenever) this runs
-        model = _build(self.space, structure, self.data.task)
+        model = self.task_data.build(structure)  # the network `denas train` trains (span heads for QA)
         cfg = TrainConfig(out_dir=Path("."), learning_rate=self.settings.learning_rate, optimizer="sgd")
         if self.space.name in ("vit", "bert", "asr"):
             cfg.optimizer, cfg.weight_decay = "adamw", 0.01
