@@ -6,6 +6,9 @@ short-training units):
   * ea            DE-NAS evolution over 150 scored cells, the best DE-Score is returned
   * ea+selection  the same ea run, then the selection stage (`denas.search.selection`, the engine's
                   default settings topK 8, epochs 1..4, eta 2) on its top-8 distinct feasible cells
+  * ea+selection+surrogate  ea+selection, and after rung 0 the selection surrogate
+                  (`denas.search.selection_surrogate`, surrogateExtra 8 among train-free ranks 9-32,
+                  settings chosen on seeds 100-109) adds 8 cells to rung 0: 8 units
   * random+short  10 random cells trained short, the best 12-epoch validation accuracy is returned
                   (the classic equal-budget baseline), no train-free score at all
 
