@@ -6,6 +6,9 @@ short-training units):
   * ea            DE-NAS evolution over 150 scored cells, the best DE-Score is returned
   * ea+selection  the same ea run, then the selection stage (`denas.search.selection`, the engine's
                   default settings topK 8, epochs 1..4, eta 2) on its top-8 distinct feasible cells
+  * ea+selection+surrogate  ea+selection, and after rung 0 the selection surrogate
+                  (`denas.search.selection_surrogate`, surrogateExtra 8 among train-free ranks 9-32,
+                  settings chosen on seeds 100-109) adds 8 cells to rung 0: 8 units
   * random+short  10 random cells trained short, the best 12-epoch validation accuracy is returned
                   (the classic equal-budget baseline), no train-free score at all
 
@@ -42,12 +45,16 @@ import search_curve  # noqa: E402 - the benchmark next door: its scorer, space a
 from denas.search import SearchConfig, run_search  # noqa: E402
 from denas.search.progress import Progress  # noqa: E402
 from denas.search.selection import SelectionSettings, distinct_top, successive_halving  # noqa: E402
+from denas.search.selection_surrogate import pick_extra  # noqa: E402
 from denas.search.strategies import rank_records  # noqa: E402
 
 SCORE_BUDGET = 150
 UNIT_BUDGET = 10
 #: the engine's defaults (denas/crd: spec.search.selection), not tuned on this benchmark
 SELECTION = SelectionSettings(enabled=True)
+#: + the selection surrogate: rung 0's results pick this many more cells (chosen on seeds 100-109)
+SURROGATE_EXTRA = 8
+SURROGATE_POOL = 32
 
 
 def search_candidates(strategy: str, seed: int, scorer: search_curve.TableScorer) -> list[dict]:
@@ -74,14 +81,24 @@ def train_free_pick(cands: list[dict]) -> dict:
     return rank_records([c for c in cands if c["feasible"] and c["fitness"] is not None])[0]
 
 
-def selection_pick(cands: list[dict], valid12: dict[str, float]) -> tuple[dict, float]:
-    """(winner, units spent): successive halving on the top-K with the replayed fidelity."""
-    top = distinct_top(rank_records([c for c in cands if c["fitness"] is not None]), SELECTION.top_k)
+def selection_pick(
+    cands: list[dict], valid12: dict[str, float], extra: int = 0, pool: int | None = None
+) -> tuple[dict, float]:
+    """(winner, units spent): successive halving on the top-K with the replayed fidelity; with
+    ``extra``, the selection surrogate fitted on rung 0 adds that many cells to rung 0."""
+    ranked = distinct_top(rank_records([c for c in cands if c["fitness"] is not None]), len(cands))
+    top = ranked[: SELECTION.top_k]
 
     def fidelity(structure: dict, epochs: int) -> float:
         return valid12[" ".join(structure["ops"])]
 
-    out = successive_halving(top, fidelity, SELECTION)
+    def expand(trained: list[tuple[dict, dict]]) -> list[dict]:
+        space = search_curve.denas_space()
+        return pick_extra(
+            space, [(c, r["metric"]) for c, r in trained], ranked[SELECTION.top_k : pool], extra
+        )[0]
+
+    out = successive_halving(top, fidelity, SELECTION, expand=expand if extra else None)
     units = sum(r["epochs"] for r in out["runs"]) / SELECTION.max_epochs
     return out["winner"], units
 
@@ -92,6 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", required=True, help="write {optimum, methods: {name: [acc per seed]}} here")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)), help="search seeds")
+    parser.add_argument(
+        "--surrogate-extra",
+        type=int,
+        default=SURROGATE_EXTRA,
+        help="cells the selection surrogate adds to rung 0 (ea+selection+surrogate)",
+    )
+    parser.add_argument(
+        "--surrogate-pool",
+        type=int,
+        default=SURROGATE_POOL,
+        help="train-free ranks (with the top-K) the surrogate chooses among",
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -100,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     test = {k: float(r["cifar10_test_acc"]) for k, r in scorer.rows.items()}
     valid12 = {k: float(r["cifar10_valid_acc_12ep"]) for k, r in scorer.rows.items()}
     acc = lambda c: test[" ".join(c["structure"]["ops"])]  # noqa: E731
-    methods: dict[str, list[float]] = {"random": [], "ea": [], "ea+selection": [], "random+short": []}
+    methods: dict[str, list[float]] = {
+        "random": [],
+        "ea": [],
+        "ea+selection": [],
+        "ea+selection+surrogate": [],
+        "random+short": [],
+    }
     spent: dict[str, list[float]] = {m: [] for m in methods}
     start = time.monotonic()
     for seed in args.seeds:
@@ -114,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                 assert units <= UNIT_BUDGET
                 methods["ea+selection"].append(acc(winner))
                 spent["ea+selection"].append(units)
+                winner, units = selection_pick(cands, valid12, args.surrogate_extra, args.surrogate_pool)
+                assert units <= UNIT_BUDGET
+                methods["ea+selection+surrogate"].append(acc(winner))
+                spent["ea+selection+surrogate"].append(units)
         cells = random.Random(seed).sample(sorted(test), UNIT_BUDGET)
         methods["random+short"].append(test[max(cells, key=lambda k: valid12[k])])
         spent["random+short"].append(float(UNIT_BUDGET))

@@ -163,6 +163,8 @@ def _manifest(search: dict, training: dict) -> dict:
             "spec.search.selection.maxEpochs",
         ),
         ({"selection": {"eta": 1}}, {"enabled": True}, "spec.search.selection.eta"),
+        ({"selection": {"surrogateExtra": -1}}, {"enabled": True}, "spec.search.selection.surrogateExtra"),
+        ({"selection": {"surrogatePool": 0}}, {"enabled": True}, "spec.search.selection.surrogatePool"),
         ({"strategy": "bo", "surrogate": True}, {"enabled": True}, "spec.search.surrogate"),
         ({"strategy": "nsga2", "surrogate": True}, {"enabled": True}, "spec.search.surrogate"),
     ],
@@ -179,6 +181,7 @@ def test_the_engine_rejects_the_same_settings_without_the_schema():
         ({"topK": 9}, "spec.search.selection.topK"),
         ({"minEpochs": 3, "maxEpochs": 2}, "spec.search.selection.maxEpochs"),
         ({"eta": 1}, "spec.search.selection.eta"),
+        ({"surrogateExtra": -1}, "spec.search.selection.surrogateExtra"),
     ):
         with pytest.raises(SearchError, match=field):
             SearchConfig.from_spec({**base, "search": {**base["search"], "selection": selection}})
@@ -296,3 +299,32 @@ def test_a_lost_worker_loses_only_the_run_it_was_on(tmp_path):
     kept = json.loads((tmp_path / "kept.json").read_text())
     assert sum(r["rank"] == 1 for r in kept) == 2  # both runs rank 1 finished were kept
     assert sum(r["rank"] == 0 for r in kept) >= 1
+
+
+def test_the_selection_surrogate_adds_candidates_beyond_top_k_and_result_json_says_which(tmp_path):
+    job = write_job(tmp_path / "job.yaml", selection_spec(surrogateExtra=2, surrogatePool=8))
+    proc = cli(
+        str(job),
+        "--out",
+        str(tmp_path / "s"),
+        "--scorer",
+        FAKE,
+        "--threads",
+        "1",
+        "--no-plots",
+        env={"OMP_NUM_THREADS": "1"},
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = read_result(tmp_path / "s")
+    sel = result["selection"]
+    sur = sel["surrogate"]
+    assert sur["extra"] == 2 and sur["fitted_on"] == 4 and sur["pool"] == 4
+    picked = [p["hash"] for p in sur["picked"]]
+    assert len(picked) == 2 and all(p["predicted"] is not None for p in sur["picked"])
+    # the picks come from beyond the train-free top-4 and were trained at rung 0 beside it
+    rung0 = [r["hash"] for r in sel["runs"] if r["rung"] == 0]
+    assert len(rung0) == 6 and rung0[4:] == picked
+    ranks = {e["hash"]: e["trainFreeRank"] for e in result["best"]}
+    assert all(ranks[h] >= 4 for h in picked if h in ranks)
+    assert sel["settings"]["surrogateExtra"] == 2 and sel["rungs"][0]["trained"] == 6

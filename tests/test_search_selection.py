@@ -98,3 +98,62 @@ def test_distinct_top_skips_duplicates_and_infeasible():
     ]
     assert [r["hash"] for r in distinct_top(recs, 5)] == ["a", "c"]
     assert [r["hash"] for r in distinct_top(recs, 1)] == ["a"]
+
+
+# --- the selection surrogate (spec.search.selection.surrogateExtra) ---------------------------
+
+
+class _LineSpace:
+    """A space whose structure is one number ``x``; encode is that number."""
+
+    def encode(self, structure: dict) -> list[float]:
+        return [float(structure["x"])]
+
+
+def _cand(x: float, fitness: float = 0.0) -> dict:
+    return {"hash": f"h{x}", "structure": {"x": x}, "scores": {"de_score": fitness}, "fitness": fitness}
+
+
+def test_surrogate_picks_the_pool_members_it_learned_to_expect_best():
+    from denas.search.selection_surrogate import pick_extra
+
+    # rung 0 says: larger x learns better; the train-free order of the pool says the opposite
+    trained = [(_cand(x), 50.0 + 3.0 * x) for x in (1, 2, 3, 4)]
+    pool = [_cand(x) for x in (0.5, 1.5, 9, 7, 0, 8)]
+    picked, info = pick_extra(_LineSpace(), trained, pool, 2)
+    assert [c["structure"]["x"] for c in picked] == [9, 8]
+    assert info["fitted_on"] == 4 and [p["hash"] for p in info["picked"]] == ["h9", "h8"]
+    # lower-is-better metrics (a loss) flip the direction
+    picked, _ = pick_extra(_LineSpace(), trained, pool, 2, higher_is_better=False)
+    assert [c["structure"]["x"] for c in picked] == [0, 0.5]
+
+
+def test_surrogate_without_enough_results_falls_back_on_the_train_free_order():
+    from denas.search.selection_surrogate import pick_extra
+
+    pool = [_cand(x) for x in (5, 6, 7)]
+    picked, info = pick_extra(_LineSpace(), [(_cand(1), 1.0)], pool, 2)
+    assert picked == pool[:2] and "fallback" in info
+
+
+def test_expand_adds_candidates_to_rung_zero_that_can_win():
+    from denas.search.selection import SelectionSettings, successive_halving
+
+    top = [_cand(x) for x in (1, 2, 3, 4)]
+    extra = _cand(10)
+    settings = SelectionSettings(enabled=True, top_k=4, min_epochs=1, max_epochs=2, eta=2, surrogate_extra=1)
+    seen: list[list[tuple[str, float]]] = []
+
+    def expand(trained):
+        seen.append([(c["hash"], r["metric"]) for c, r in trained])
+        return [extra, top[0]]  # a duplicate of a top-K candidate is not trained twice
+
+    out = successive_halving(top, lambda s, e: s["x"] * e, settings, expand=expand)
+    assert seen == [[("h1", 1.0), ("h2", 2.0), ("h3", 3.0), ("h4", 4.0)]]
+    rung0 = [r["hash"] for r in out["runs"] if r["rung"] == 0]
+    assert rung0 == ["h1", "h2", "h3", "h4", "h10"]
+    assert out["winner"]["hash"] == "h10"
+    assert out["rungs"][0]["trained"] == 5
+    # without it the extra candidate is never trained
+    assert successive_halving(top, lambda s, e: s["x"] * e, settings)["winner"]["hash"] == "h4"
+    assert settings.cost_epochs() == 4 + 2 * 2 + 1

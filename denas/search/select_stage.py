@@ -26,6 +26,7 @@ from typing import Any
 
 from denas.search.config import SearchError
 from denas.search.selection import SelectionSettings, distinct_top, run_one, successive_halving
+from denas.search.selection_surrogate import pick_extra
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ def settings_from_spec(spec: Mapping[str, Any]) -> SelectionSettings:
         eta=raw.get("eta", SelectionSettings.eta),
         max_train_samples=raw.get("maxTrainSamples", SelectionSettings.max_train_samples),
         max_eval_samples=raw.get("maxEvalSamples", SelectionSettings.max_eval_samples),
+        surrogate_extra=raw.get("surrogateExtra", SelectionSettings.surrogate_extra),
+        surrogate_pool=raw.get("surrogatePool", SelectionSettings.surrogate_pool),
         dataset=dict(training.get("dataset") or {"name": "digits"}),
         batch_size=training.get("batchSize", 64),
         learning_rate=training.get("learningRate", 0.05),
@@ -70,6 +73,8 @@ def check_settings(s: SelectionSettings, candidates: int) -> None:
         ("minEpochs", s.min_epochs, 1),
         ("maxEpochs", s.max_epochs, 1),
         ("eta", s.eta, 2),
+        ("surrogateExtra", s.surrogate_extra, 0),
+        ("surrogatePool", s.surrogate_pool, 1),
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < lo:
             raise SearchError(f"{p}.{name}: Invalid value: {value!r}: must be an integer >= {lo}")
@@ -93,9 +98,10 @@ class ShortTrainer:
         from denas.train.tasks import task_for
 
         settings, seed = config.selection, config.seed
-        # one code path with scoring and training: the data set, and the space fitted to it
-        self.task_data = load_task_data(space.name, config.search_space, settings.dataset, seed)
-        self.space, data = self.task_data.space, self.task_data.data
+        # one code path with scoring and training: the same loader, the space fitted the same way
+        task_data = load_task_data(config.domain, config.search_space, settings.dataset, seed)
+        data = task_data.data
+        self.task_data, self.space = task_data, task_data.space
         # runs are measured on a validation split held out of the *training* data: the test split
         # judges the final model, so choosing on it would leak (and flatter the winner)
         self.train_set, self.test_set = validation_split(
@@ -130,7 +136,7 @@ class ShortTrainer:
             self.test_set, batch_size=max(self.settings.batch_size, 32), collate_fn=self.data.collate
         )
         torch.manual_seed(self.seed)  # the same initial weights wherever (and whenever) this runs
-        model = self.task_data.build(structure)
+        model = self.task_data.build(structure)  # the network `denas train` trains (span heads for QA)
         cfg = TrainConfig(out_dir=Path("."), learning_rate=self.settings.learning_rate, optimizer="sgd")
         if self.space.name in ("vit", "bert", "asr"):
             cfg.optimizer, cfg.weight_decay = "adamw", 0.01
@@ -282,14 +288,37 @@ def run_selection(
             }
         )
 
+    surrogate: dict[str, Any] = {}
+
+    def expand(trained: list[tuple[dict, dict]]) -> list[dict]:
+        """The selection surrogate: rung 0's results pick ``surrogateExtra`` more candidates."""
+        pool = distinct_top(ranked, s.surrogate_pool)[s.top_k :]
+        picked, info = pick_extra(
+            trainer.space,
+            [(c, r["metric"]) for c, r in trained],
+            pool,
+            s.surrogate_extra,
+            higher_is_better=trainer.higher_is_better,
+        )
+        surrogate.update(info)
+        candidates.extend(picked)  # they are ranked and reported like the top-K
+        log.info(
+            "selection surrogate: fitted on %d rung-0 runs, adds %d of %d",
+            len(trained),
+            len(picked),
+            len(pool),
+        )
+        return picked
+
     out = successive_halving(
-        candidates,
+        list(candidates),
         trainer,
         s,
         higher_is_better=trainer.higher_is_better,
         done=done,
         map_rung=map_rung,
         on_rung=on_rung,
+        expand=expand if s.surrogate_extra > 0 else None,
     )
     # the winner first, then the other candidates by the highest rung they reached and their metric
     # there, then every candidate that was not trained in train-free order
@@ -325,6 +354,8 @@ def run_selection(
         "rungs": out["rungs"],
         "runs": out["runs"],
         "elapsed_s": round(time.monotonic() - started, 3),
+        # what the surrogate learned from rung 0 and whom it added (empty when surrogateExtra is 0)
+        "surrogate": surrogate,
         "dataset": trainer.data.name,
         "train_samples": len(trainer.train_set),  # type: ignore[arg-type]
         # held out of the training split; the test split is never used for choosing

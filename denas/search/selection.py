@@ -43,6 +43,10 @@ class SelectionSettings:
     dataset: dict[str, Any] = field(default_factory=lambda: {"name": "digits"})
     batch_size: int = 64
     learning_rate: float = 0.05
+    #: candidates beyond the top-K that the selection surrogate (fitted on rung 0) adds to rung 0
+    surrogate_extra: int = 0
+    #: train-free ranks (counting the top-K) the surrogate chooses those among
+    surrogate_pool: int = 32
 
     def rungs(self) -> list[tuple[int, int]]:
         """[(epochs, candidates trained)] per rung, for ``top_k`` candidates."""
@@ -55,7 +59,7 @@ class SelectionSettings:
 
     def cost_epochs(self) -> int:
         """Training epochs the whole stage spends (before any candidate is dropped)."""
-        return sum(e * n for e, n in self.rungs())
+        return sum(e * n for e, n in self.rungs()) + self.surrogate_extra * self.min_epochs
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +73,8 @@ class SelectionSettings:
             "dataset": self.dataset,
             "batchSize": self.batch_size,
             "learningRate": self.learning_rate,
+            "surrogateExtra": self.surrogate_extra,
+            "surrogatePool": self.surrogate_pool,
         }
 
 
@@ -108,6 +114,7 @@ def successive_halving(
     map_rung: Callable[[list[tuple[dict, int, int]]], list[Run]] | None = None,
     order: Callable[[list[dict], list[Run]], list[dict]] | None = None,
     on_rung: Callable[[int, int, int], None] | None = None,
+    expand: Callable[[list[tuple[dict, Run]]], list[dict]] | None = None,
 ) -> dict[str, Any]:
     """Run the rungs over ``candidates`` (dicts with ``hash`` and ``structure``, best first).
 
@@ -116,7 +123,10 @@ def successive_halving(
     ``map_rung``: runs a list of (candidate, rung, epochs) and returns their runs in that order;
     default: one after another here.  ``order``: reorders the candidates before a rung (the
     surrogate refined on the runs so far); only the order changes, never who is trained.
-    ``on_rung(rung, done, total)``: progress.
+    ``on_rung(rung, done, total)``: progress.  ``expand``: called once after rung 0 with its
+    (candidate, run) pairs that finished ``ok``; the candidates it returns are trained at rung 0 too
+    and compete for the next rung's places (the selection surrogate; must be deterministic, so a
+    resumed stage asks for the same ones).
     Returns ``{"winner": candidate or None, "runs": [...], "rungs": [...]}``.
     """
     sign = 1.0 if higher_is_better else -1.0
@@ -125,12 +135,14 @@ def successive_halving(
     alive = list(candidates[: settings.top_k])
     plan = settings.rungs()
     rung_log = []
-    for rung, (epochs, _) in enumerate(plan):
-        if order is not None and rung > 0:
-            alive = order(alive, runs)
-        todo = [(c, rung, epochs) for c in alive if (c["hash"], rung) not in finished]
+
+    def train(cands: list[dict], rung: int, epochs: int, total: int) -> None:
+        if not cands:
+            return
+        todo = [(c, rung, epochs) for c in cands if (c["hash"], rung) not in finished]
+        base = total - len(todo)
         if on_rung is not None:
-            on_rung(rung, len(alive) - len(todo), len(alive))
+            on_rung(rung, base, total)
         if map_rung is not None:
             new = map_rung(todo)
         else:
@@ -140,10 +152,21 @@ def successive_halving(
                 if on_run is not None:
                     on_run(new[-1])
                 if on_rung is not None:
-                    on_rung(rung, len(alive) - len(todo) + len(new), len(alive))
+                    on_rung(rung, base + len(new), total)
         for run in new:
             finished[(run["hash"], run["rung"])] = run
+
+    for rung, (epochs, _) in enumerate(plan):
+        if order is not None and rung > 0:
+            alive = order(alive, runs)
+        train(alive, rung, epochs, len(alive))
         this = [finished[(c["hash"], rung)] for c in alive]
+        if expand is not None and rung == 0:
+            extra = [c for c in expand([(c, r) for c, r in zip(alive, this) if r["status"] == "ok"])]
+            extra = [c for c in extra if c["hash"] not in {a["hash"] for a in alive}]
+            train(extra, rung, epochs, len(alive) + len(extra))
+            alive = alive + extra
+            this = this + [finished[(c["hash"], rung)] for c in extra]
         runs.extend(this)
         ok = [(c, r) for c, r in zip(alive, this) if r["status"] == "ok"]
         # best metric first; ties keep the train-free order (the list order), so it is deterministic
