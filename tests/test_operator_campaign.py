@@ -179,3 +179,24 @@ def test_a_cells_search_pods_share_the_campaigns_score_store_on_the_claim():
     # without a claim the cells cannot share a directory: each scores alone
     (alone, *_) = plan_campaign(campaign(maxParallel=8), {}).create
     assert "scoreStore" not in (alone["spec"].get("storage") or {})
+
+
+def test_a_recreated_child_waits_for_a_slot_like_any_other():
+    """A finished cell deleted by hand while every slot is busy must not make a third job run at
+    once with maxParallel 2: it is announced at once and created when a slot frees, before cells
+    that never ran."""
+    body = campaign(maxParallel=2)
+    children = as_children(plan_campaign(body, {}).create)
+    succeed(children[NAMES[0]])
+    plan = plan_campaign(body, children)
+    children.update(as_children(plan.create))  # NAMES[2] takes the freed slot
+    body["status"] = plan_campaign(body, children).status
+    del children[NAMES[0]]  # the finished cell's job is deleted by hand
+    plan = plan_campaign(body, children)
+    assert plan.create == []  # NAMES[1] and NAMES[2] are still running
+    assert ("Warning", "CellRecreated") in {(t, r) for t, r, _ in plan.events}
+    body["status"] = plan.status
+    assert plan_campaign(body, children).events == []  # announced once
+    succeed(children[NAMES[1]])
+    plan = plan_campaign(body, children)
+    assert [o["metadata"]["name"] for o in plan.create] == [NAMES[0]]  # before NAMES[3]

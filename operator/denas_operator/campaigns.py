@@ -89,6 +89,12 @@ def plan_campaign(body: Mapping[str, Any], children: Mapping[str, Mapping[str, A
         1 for name, job in children.items() if name in wanted and _job_phase(job) not in FINISHED
     )
     slots = int(campaign.spec["maxParallel"]) - unfinished
+    # a deleted child restarts (from its checkpoint on the claim): it takes a slot like any other
+    # unfinished cell, ahead of cells that never ran, and waits when none is free
+    missing = [c.name for c in cells if c.name not in children]
+    deferred = {c["name"] for c in previous.get("cells", []) if c.get("recreate")}
+    ahead = [m for m in missing if m in was_created or m in deferred]
+    granted = set((ahead + [m for m in missing if m not in ahead])[: max(slots, 0)])
     lines = []
     for cell in cells:
         desired = cell_manifest(campaign, cell)
@@ -109,19 +115,30 @@ def plan_campaign(body: Mapping[str, Any], children: Mapping[str, Mapping[str, A
                 )
             lines.append(CS.cell_status(cell, job.get("status") or {"phase": "Pending"}))
             continue
-        recreate = cell.name in was_created
-        if recreate or slots > 0:
+        deleted = cell.name in was_created  # seen running (or finished) before, gone now
+        if cell.name in granted:
             plan.create.append(desired)
-            if recreate:
+            if deleted:
                 plan.events.append(
                     ("Warning", "CellRecreated", f"DeNASJob {cell.name} was deleted; created it again")
                 )
             else:
                 plan.events.append(("Normal", "CellCreated", f"created DeNASJob {cell.name} ({cell.key})"))
-            slots -= 1
             lines.append(CS.cell_status(cell, {"phase": "Pending"}))
         else:
-            lines.append(CS.cell_status(cell, None))
+            line = CS.cell_status(cell, None)
+            if deleted or cell.name in deferred:
+                line["recreate"] = True  # remembered in status: it goes first when a slot frees
+                if deleted:
+                    plan.events.append(
+                        (
+                            "Warning",
+                            "CellRecreated",
+                            f"DeNASJob {cell.name} was deleted; it is created again when one of "
+                            f"the {campaign.spec['maxParallel']} running slots frees",
+                        )
+                    )
+            lines.append(line)
     targets = [t["name"] for t in campaign.spec["matrix"]["targets"]]
     plan.status = {
         "observedGeneration": generation,
