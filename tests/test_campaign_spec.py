@@ -192,3 +192,12 @@ def test_denas_report_redraws_the_comparison_from_a_campaign_folder(tmp_path):
         [sys.executable, "-m", "denas", "report", str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_the_engine_checks_of_a_local_run_name_the_template_field():
+    """`denas run campaign.yaml` builds each cell's search space before it starts (engine=True)."""
+    assert load_campaign(sample(), engine=True).cells()
+    m = sample()
+    m["spec"]["template"]["searchSpace"]["no_such_key"] = 1
+    with pytest.raises(CampaignValidationError, match=r"spec\.template\.searchSpace"):
+        load_campaign(m, engine=True)
