@@ -123,7 +123,6 @@ class ShortTrainer:
         from torch.utils.data import DataLoader
 
         from denas.train import accel
-        from denas.train.command import _build
         from denas.train.distributed import ProcessInfo
         from denas.train.loop import TrainConfig, TrainingDiverged, _optimizer, _warmup_cosine, evaluate
 
@@ -140,7 +139,12 @@ class ShortTrainer:
             self.test_set, batch_size=max(self.settings.batch_size, 32), collate_fn=self.data.collate
         )
         torch.manual_seed(self.seed)  # the same initial weights wherever (and whenever) this runs
-        model = _build(self.space, structure, self.data.task)
+        model = self.space.build(structure)
+        if self.data.task == "qa":  # as denas.train.taskdata.TaskData.wrap: span heads on the encoder
+            from denas.train.tasks import SpanQA
+
+            hidden = getattr(getattr(model, "bert", None), "config", None)
+            model = SpanQA(model, hidden.hidden_size if hidden else structure["hidden_size"])
         cfg = TrainConfig(out_dir=Path("."), learning_rate=self.settings.learning_rate, optimizer="sgd")
         if self.space.name in ("vit", "bert", "asr"):
             cfg.optimizer, cfg.weight_decay = "adamw", 0.01
