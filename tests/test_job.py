@@ -102,7 +102,7 @@ def test_malformed_specs_are_rejected_naming_the_field(patch, expected):
 
 
 def test_every_problem_is_reported_at_once():
-    errors = errors_of(manifest(domain="x", search={"population": 0}, constraints={"maxParams": 0}))
+    errors = errors_of(manifest(domain="X", search={"population": 0}, constraints={"maxParams": 0}))
     assert len(errors) == 3
 
 
