@@ -89,6 +89,8 @@ class HuggingFaceSpace(SearchSpace):
     """Fields of a Hugging Face config (layers, heads, widths) built with AutoModel classes."""
 
     DEFAULTS = DEFAULTS
+    # the default config is already small; tiny only shortens the sequences
+    PRESETS = {"tiny": {"seq_len": 16}}
 
     def check_config(self) -> None:
         from transformers import AutoConfig
