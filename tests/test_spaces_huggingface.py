@@ -156,3 +156,11 @@ def test_tiny_job_end_to_end_and_the_hf_folder_loads_without_denas(tmp_path):
     assert report["denas_modules"] == []
     assert {"huggingface", "huggingface_automodel", "torchscript", "onnx"} <= set(report["diffs"])
     assert max(report["diffs"].values()) <= 1e-4
+
+
+def test_scored_with_the_transformer_defaults():
+    from denas.scores import descore
+
+    # without its own entry the space would get `default` (the CNN family's weights)
+    assert descore.default_weights("huggingface") == descore.default_weights("bert")
+    assert descore.default_weights("huggingface") != descore.default_weights("default")
