@@ -86,6 +86,8 @@ def search_space_problems(spec: Mapping[str, Any]) -> list[str]:
     try:
         spaces.get(spec["domain"], spec.get("searchSpace") or {})
     except spaces.StructureError as exc:
+        if exc.key == "domain":  # an unknown space, or a plug-in that failed to load
+            return [f"spec.{exc}"]
         return [f"spec.{exc}" if str(exc).startswith("searchSpace") else f"spec.searchSpace: {exc}"]
     return []
 

@@ -205,7 +205,8 @@ CASES = [
     Case("no-spec", GOOD[: GOOD.index("spec:")], ("spec: Required value",)),
     Case("spec-scalar", GOOD[: GOOD.index("spec:")] + "spec: 3\n", ("spec: Invalid value: 3",)),
     Case("typo-field", with_spec(serach={"population": 4}), ("spec.serach: Unknown field",)),
-    Case("unknown-domain", with_spec(domain="gan"), ('spec.domain: Unsupported value: "gan"',)),
+    Case("unknown-domain", with_spec(domain="gan"), ("spec.domain: unknown space 'gan'", "denas.spaces")),
+    Case("domain-spelling", with_spec(domain="Res Net"), ('spec.domain: Invalid value: "Res Net"',)),
     Case("population-text", with_spec(**{"search.population": "ten"}), ("spec.search.population", "integer")),
     Case(
         "population-zero",

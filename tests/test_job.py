@@ -52,7 +52,8 @@ def test_digits_sample_is_valid():
 
 MALFORMED = [
     # (spec patch or whole-manifest patch, the field the message must name)
-    ({"domain": "resnet"}, 'spec.domain: Unsupported value: "resnet"'),
+    # any lower-case name passes the schema (plug-in spaces); the engine checks it exists
+    ({"domain": "ResNet!"}, 'spec.domain: Invalid value: "ResNet!"'),
     ({"search": {"population": 1}}, "spec.search.population: Invalid value: 1"),
     ({"search": {"generations": 0}}, "spec.search.generations: Invalid value: 0"),
     ({"search": {"strategy": "grid"}}, 'spec.search.strategy: Unsupported value: "grid"'),
@@ -101,7 +102,7 @@ def test_malformed_specs_are_rejected_naming_the_field(patch, expected):
 
 
 def test_every_problem_is_reported_at_once():
-    errors = errors_of(manifest(domain="x", search={"population": 0}, constraints={"maxParams": 0}))
+    errors = errors_of(manifest(domain="X", search={"population": 0}, constraints={"maxParams": 0}))
     assert len(errors) == 3
 
 

@@ -149,7 +149,7 @@ def test_interrupted_run_resumes_and_finishes(tmp_path: Path):
     ("patch", "message"),
     [
         ({"search": {"population": 1}}, "spec.search.population: Invalid value: 1"),
-        ({"domain": "gan"}, 'spec.domain: Unsupported value: "gan"'),
+        ({"domain": "gan"}, "spec.domain: unknown space 'gan'"),
         ({"training": {"dataset": {"name": "squad"}}}, "spec.training.dataset.name does not fit spec.domain"),
         ({"searchSpace": {"colour": "red"}}, "spec.searchSpace.colour"),
     ],

@@ -19,6 +19,7 @@ CASES = [
     ("vit", {"preset": "tiny"}, 300, 24),
     ("bert", {"preset": "tiny"}, 300, 10),
     ("asr", {"preset": "tiny"}, 300, 16),
+    ("huggingface", {"preset": "tiny"}, 40, 6),
 ]
 SPACES = [case[0] for case in CASES]
 

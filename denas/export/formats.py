@@ -137,6 +137,10 @@ def export_huggingface(
     transformers' own ``BertModel``, so its weights map 1:1 onto ``BertForSequenceClassification``
     (or ``BertForQuestionAnswering`` for a QA run): ``AutoModel`` loads the encoder and the
     ``AutoModelFor*`` class loads the head too."""
+    if trained.domain == "huggingface":  # the space's model is a transformers model already
+        from denas.export.hf_native import export_native
+
+        return export_native(trained, out / "huggingface", inputs, expected)
     if trained.domain != "bert":
         return {"skipped": f"only the bert domain is built on transformers (this is {trained.domain})"}
     from transformers import AutoModel, BertForQuestionAnswering, BertForSequenceClassification

@@ -46,14 +46,19 @@ class Trained:
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        return BERT_INPUTS if self.domain == "bert" else ("input",)
+        if self.domain == "bert":
+            return BERT_INPUTS
+        # other dict-input spaces (huggingface, plug-ins): the keys of their example inputs
+        inputs, _ = self.space.example_inputs(batch_size=1)
+        return tuple(inputs) if isinstance(inputs, dict) else ("input",)
 
     @property
     def output_name(self) -> str:
         return {"ctc": "log_probs", "qa": "start_end_logits"}.get(self.task, "logits")
 
     def wrapped(self) -> nn.Module:
-        return PositionalInputs(self.model, self.input_names, self.domain == "bert").eval()
+        names = self.input_names
+        return PositionalInputs(self.model, names, names != ("input",)).eval()
 
     def sample_inputs(self, batch_size: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Positional example inputs (same order as ``input_names``)."""

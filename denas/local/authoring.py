@@ -96,12 +96,18 @@ def add_spaces_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_spaces(args: argparse.Namespace) -> int:
     from denas import spaces
+    from denas.spaces import plugins
 
     if not args.name:
+        width = max(6, *map(len, spaces.names()))
         for name in spaces.names():
             space = spaces.get(name)
-            print(f"{name:6s} {type(space).__doc__.strip().splitlines()[0] if type(space).__doc__ else ''}")
-        return 0
+            line = type(space).__doc__.strip().splitlines()[0] if type(space).__doc__ else ""
+            package = plugins.origin(name)
+            print(f"{name:{width}s} {line}" + (f"  [plug-in from {package}]" if package else ""))
+        for error in plugins.problems().values():  # the built-ins above still work
+            print(f"error: {error}", file=sys.stderr)
+        return 2 if plugins.problems() else 0
     try:
         space = spaces.get(args.name)
     except spaces.StructureError as exc:

@@ -99,6 +99,7 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "vit": dict(_EQUAL),
     "bert": dict(_EQUAL),
     "asr": dict(_EQUAL),
+    "huggingface": dict(_EQUAL),  # a transformer family, as bert (no ground truth either)
 }
 
 # (median, robust spread) of each transformed component over random structures of each space,

@@ -10,7 +10,7 @@ from denas.spaces import asr, cnn, nb201, vit  # noqa: F401  (registration side 
 from denas.spaces.base import SearchSpace, Structure, StructureError, get, names, register
 
 try:  # optional extra: the bert space is built on transformers' BertModel
-    from denas.spaces import bert  # noqa: F401
+    from denas.spaces import bert, huggingface  # noqa: F401
 except ImportError:  # pragma: no cover - depends on installed extras
     pass
 

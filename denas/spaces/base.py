@@ -220,16 +220,42 @@ def register(name: str) -> Callable[[type[SearchSpace]], type[SearchSpace]]:
     return decorator
 
 
+#: the spaces registered by denas itself (frozen at the first plug-in scan)
+_BUILTIN: frozenset[str] | None = None
+
+
+def _load_plugins() -> None:
+    """Register the ``denas.spaces`` entry points (once; see `denas.spaces.plugins`)."""
+    global _BUILTIN
+    from denas.spaces import plugins
+
+    if _BUILTIN is None:
+        _BUILTIN = frozenset(_REGISTRY)
+    plugins.load_all(_REGISTRY, _BUILTIN)
+
+
 def get(name: str, overrides: Mapping[str, Any] | None = None) -> SearchSpace:
-    """The space registered as ``name`` (``cnn``, ``vit``, ``bert``, ``asr``, ``nb201``)."""
+    """The space registered as ``name`` (``cnn``, ``vit``, ``bert``, ``asr``, ``nb201``, or a plug-in's)."""
+    if name not in _REGISTRY:  # built-ins never wait for (or trip over) plug-ins
+        _load_plugins()
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise StructureError("domain", f"unknown space '{name}'; choose one of {sorted(_REGISTRY)}") from None
+        from denas.spaces import plugins
+
+        if name in plugins.BROKEN:
+            raise plugins.BROKEN[name] from None
+        raise StructureError(
+            "domain",
+            f"unknown space '{name}'; choose one of {sorted(_REGISTRY)} "
+            f"(or install a package declaring it under the '{plugins.GROUP}' entry point group)",
+        ) from None
     return factory(overrides)
 
 
 def names() -> list[str]:
+    """Every usable space: the built-ins and the plug-ins that loaded and passed their self-check."""
+    _load_plugins()
     return sorted(_REGISTRY)
 
 
