@@ -85,8 +85,9 @@ def test_denas_export_re_exports_a_finished_run(finished_run: Path, tmp_path: Pa
 
 @pytest.mark.slow
 def test_a_failed_export_keeps_the_checkpoint_and_the_job_succeeded(finished_run: Path, tmp_path: Path):
-    """`denas run` resumed on a finished run whose <out>/model/ is someone else's folder: the export
-    refuses to replace it, the job stays Succeeded with ExportFailed, and nothing is lost."""
+    """`denas export` on a finished run whose <out>/model/ is someone else's folder: the export
+    refuses to replace it, the job stays Succeeded with ExportFailed, and nothing is lost.
+    (`denas run` of the unchanged finished job does nothing at all: the run folder says it is done.)"""
     run = tmp_path / "copy"
     shutil.copytree(finished_run, run)
     shutil.rmtree(run / "model")
@@ -96,8 +97,8 @@ def test_a_failed_export_keeps_the_checkpoint_and_the_job_succeeded(finished_run
     status["conditions"] = [c for c in status["conditions"] if c["type"] != "ExportFailed"]
     (run / "status.json").write_text(json.dumps(status))
     checkpoint = digest(run / "train" / "model.pt")
-    proc = denas("run", str(tiny_digits(tmp_path)), "--out", str(run), "--progress", "json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = denas("export", str(run))
+    assert proc.returncode == 1 and "not written by DeNAS" in proc.stderr, proc.stderr[-3000:]
     conds = conditions(run)
     assert conds["Succeeded"]["status"] == "True"
     assert (

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a `denas run --out` folder holding train/model.pt")
     parser.add_argument(
         "--job",
-        help="the DeNASJob manifest (default: the spec recorded in RUN_DIR/model/card.json by the last export)",
+        help="the DeNASJob manifest (default: the spec recorded in RUN_DIR/model/card.json by the last export, else the one `denas run` recorded in RUN_DIR)",
     )
     parser.add_argument(
         "--formats",
@@ -35,7 +35,15 @@ def _spec(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if card.is_file():
         recorded = json.loads(card.read_text())
         return recorded["spec"], recorded.get("job", "")
-    raise ValueError(f"{card}: no earlier export records the job's spec; pass --job JOB.yaml")
+    from denas.local.rundir import read_marker
+
+    marker = read_marker(args.run_dir)  # `denas run` records the job it ran in the run folder
+    if marker and isinstance(marker.get("spec"), dict):
+        return marker["spec"], str(marker.get("job", ""))
+    raise ValueError(
+        f"{args.run_dir}: neither an earlier export ({card}) nor the run folder's marker records the "
+        "job's spec; pass --job JOB.yaml"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
