@@ -37,7 +37,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -53,7 +53,7 @@ def training_history(out: Path) -> tuple[list[dict[str, Any]], int | None]:
     epoch records: the `resumed` event also carries an epoch number, and letting it stand in for
     that epoch's record is what dropped the restart epoch from the curve.
     """
-    metrics = _read_json(out / "train" / "metrics.json")
+    metrics = read_json(out / "train" / "metrics.json")
     resumed_from = metrics.get("resumed_from_epoch")
     by_epoch: dict[int, dict[str, Any]] = {}
     for e in read_jsonl(out / "logs" / "training-events.jsonl"):
@@ -77,7 +77,7 @@ def make_plots(out: Path) -> list[Path]:
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
     made: list[Path] = []
-    result = _read_json(out / "result.json")
+    result = read_json(out / "result.json")
 
     by_generation: dict[int, dict[str, Any]] = {}
     for e in read_jsonl(out / "logs" / "search-events.jsonl"):
@@ -181,7 +181,7 @@ def make_plots(out: Path) -> list[Path]:
                 label="winner",
             )
         limit = (
-            (_read_json(out / ".denas-run.json").get("spec") or {}).get("constraints", {}).get("maxLatencyMs")
+            (read_json(out / ".denas-run.json").get("spec") or {}).get("constraints", {}).get("maxLatencyMs")
         )
         if limit:
             ax.axvline(limit, color="C3", ls="--", lw=1, label=f"latency limit ({limit:g} ms)")

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from denas.local.plots import CAPTIONS, make_plots, training_history
+from denas.local.plots import CAPTIONS, make_plots, read_json, training_history
 
 __all__ = ["human", "make_plots", "summary_rows", "summary_table", "write_html"]
 
@@ -97,14 +97,6 @@ def summary_table(status: dict[str, Any], trained_rank: int = 0) -> str:
     return "\n".join(lines)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _e(v: Any) -> str:
     return html.escape(str(v))
 
@@ -115,7 +107,7 @@ def _failure_html(status: dict[str, Any], out: Path) -> str:
     )
     if failed is None:
         return ""
-    record = _read_json(out / "logs" / "failure.json")
+    record = read_json(out / "logs" / "failure.json")
     tail = record.get("tail") or []
     where = ""
     if record.get("process"):
@@ -134,9 +126,9 @@ def _failure_html(status: dict[str, Any], out: Path) -> str:
 
 
 def _summary_html(status: dict[str, Any], out: Path, trained_rank: int) -> str:
-    marker = _read_json(out / ".denas-run.json")
+    marker = read_json(out / ".denas-run.json")
     spec = marker.get("spec") or {}
-    result = _read_json(out / "result.json")
+    result = read_json(out / "result.json")
     search = spec.get("search") or {}
     constraints = spec.get("constraints") or {}
     space = (spec.get("searchSpace") or {}).get("preset")
@@ -203,7 +195,7 @@ def _summary_html(status: dict[str, Any], out: Path, trained_rank: int) -> str:
 
 def write_html(out: Path, job_name: str, plots: list[Path], trained_rank: int = 0) -> Path:
     """report.html: failure first, then the job summary, the top-K, the plots (inlined) and details."""
-    status = _read_json(out / "status.json")
+    status = read_json(out / "status.json")
     rows = summary_rows(status, trained_rank)
     headers = [h for h in HEADERS if h != "fitness" or any(r["fitness"] is not None for r in rows)]
     table = "".join(

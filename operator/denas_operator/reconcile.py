@@ -47,7 +47,7 @@ from .pods import (
 from .podstate import pod_state
 from .rejections import INVALID
 from .scheduling import kueue_conditions, kueue_pod_group
-from .suspension import account_suspension, training_seconds
+from .suspension import account_suspension, parse_ts, training_seconds
 from .validation import validate_body
 
 BLOCKED = "Blocked"
@@ -82,15 +82,6 @@ class Decision:
 
 def _ts(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_ts(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _read_json(cm: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
@@ -365,7 +356,7 @@ def _finished_within(obs: Observed, pod_name: str, now: datetime, seconds: float
     """True while `pod_name` finished less than `seconds` ago (or its finish time is unknown)."""
     pod = next((p for p in obs.pods if p["metadata"]["name"] == pod_name), None)
     for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
-        finished = _parse_ts(((cs.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+        finished = parse_ts(((cs.get("state") or {}).get("terminated") or {}).get("finishedAt"))
         if finished is not None:
             return (now - finished).total_seconds() < seconds
     return True
@@ -385,7 +376,7 @@ def _training_stage(job: JobRef, st: _Status, obs: Observed, d: Decision, now: d
     ]
     training.setdefault("startTime", st.now)
     deadline = spec_training.get("activeDeadlineSeconds")
-    started = _parse_ts(training.get("startTime"))
+    started = parse_ts(training.get("startTime"))
     if deadline and started and training_seconds(training, started, now) > int(deadline):
         d.delete_pods += [p["metadata"]["name"] for p in train_pods]
         d.delete_pytorchjob = obs.pytorchjob is not None
@@ -497,6 +488,6 @@ def _finished(job: JobRef, st: _Status, obs: Observed, d: Decision, now: datetim
             and not p["metadata"].get("deletionTimestamp")
         ]
     ttl = job.spec.get("ttlSecondsAfterFinished")
-    done_at = _parse_ts(st.st.get("completionTime"))
+    done_at = parse_ts(st.st.get("completionTime"))
     if ttl is not None and done_at is not None and (now - done_at).total_seconds() >= int(ttl):
         d.delete_job = True

@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 
-def _parse_ts(text: str | None) -> datetime | None:
+def parse_ts(text: str | None) -> datetime | None:
+    """An RFC 3339 timestamp of the status (None when unset or unreadable)."""
     if not text:
         return None
     try:
@@ -29,7 +30,7 @@ def training_seconds(training: dict[str, Any], started: datetime, now: datetime)
 
 def account_suspension(training: dict[str, Any] | None, now: datetime) -> None:
     """On resume: add the suspended interval to status.training.suspendedSeconds."""
-    suspended_at = _parse_ts((training or {}).get("suspendedAt"))
+    suspended_at = parse_ts((training or {}).get("suspendedAt"))
     if training is None or suspended_at is None:
         return
     training.pop("suspendedAt")
