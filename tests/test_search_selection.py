@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from denas.search.selection import SelectionSettings, distinct_top, successive_halving
+from denas.search.selection import SelectionSettings, choices, distinct_top, diverse_top, successive_halving
 
 
 def cands(n: int) -> list[dict]:
@@ -19,7 +19,13 @@ def test_rungs_follow_eta_and_stop_at_max_epochs():
     # epochs are capped at maxEpochs, and a single survivor ends the stage
     assert SelectionSettings(top_k=8, min_epochs=1, max_epochs=3, eta=2).rungs() == [(1, 8), (2, 4), (3, 2)]
     assert SelectionSettings(top_k=2, min_epochs=1, max_epochs=16, eta=2).rungs() == [(1, 2), (2, 1)]
-    assert SelectionSettings(top_k=8, min_epochs=1, max_epochs=4, eta=2).cost_epochs() == 24
+    assert (
+        SelectionSettings(top_k=8, min_epochs=1, max_epochs=4, eta=2, surrogate_extra=0).cost_epochs() == 24
+    )
+    # the surrogate's extra candidates train at rung 0 (minEpochs each)
+    assert (
+        SelectionSettings(top_k=8, min_epochs=1, max_epochs=4, eta=2, surrogate_extra=4).cost_epochs() == 28
+    )
 
 
 def test_winner_is_best_at_highest_rung_not_at_the_first():
@@ -71,7 +77,7 @@ def test_every_candidate_failing_returns_no_winner():
 
 def test_resume_skips_finished_runs_and_reaches_the_same_winner():
     fid = lambda s, e: s["q"] * e + (5 if s["q"] == 1 and e >= 2 else 0)  # noqa: E731
-    full = successive_halving(cands(8), fid, SelectionSettings())
+    full = successive_halving(cands(8), fid, SelectionSettings(top_k=8))
     saved = []
     with pytest.raises(KeyboardInterrupt):
 
@@ -80,10 +86,10 @@ def test_resume_skips_finished_runs_and_reaches_the_same_winner():
                 raise KeyboardInterrupt  # killed in rung 1
             return fid(s, e)
 
-        successive_halving(cands(8), dying, SelectionSettings(), on_run=saved.append)
+        successive_halving(cands(8), dying, SelectionSettings(top_k=8), on_run=saved.append)
     again = []
     out = successive_halving(
-        cands(8), lambda s, e: again.append(1) or fid(s, e), SelectionSettings(), done=saved
+        cands(8), lambda s, e: again.append(1) or fid(s, e), SelectionSettings(top_k=8), done=saved
     )
     assert len(again) == 14 - 10  # only the runs not finished before the kill
     assert out["winner"] == full["winner"] and out["runs"] == full["runs"]
@@ -98,6 +104,50 @@ def test_distinct_top_skips_duplicates_and_infeasible():
     ]
     assert [r["hash"] for r in distinct_top(recs, 5)] == ["a", "c"]
     assert [r["hash"] for r in distinct_top(recs, 1)] == ["a"]
+
+
+def _cell(name: str, ops: str, feasible: bool = True) -> dict:
+    return {"hash": name, "structure": {"ops": ops.split()}, "feasible": feasible}
+
+
+def test_choices_are_the_leaves_of_the_structure_with_their_position():
+    assert choices({"ops": ["conv", "skip"]}) == {(".ops[0]", "'conv'"), (".ops[1]", "'skip'")}
+    nested = {"stages": [{"width": 16, "depth": 2}], "stem": 8}
+    assert choices(nested) == {(".stages[0].width", "16"), (".stages[0].depth", "2"), (".stem", "8")}
+    # the same value at another position is another choice
+    assert choices({"ops": ["a", "b"]}) != choices({"ops": ["b", "a"]})
+
+
+def test_coverage_trains_the_best_alternative_a_converged_top_k_would_miss():
+    # a converged search: ranks 1-3 recombine two ideas with "x" on the last edge; rank 4 is the
+    # best cell with "skip" there. Plain top-3 never trains it; coverage does, in rank order.
+    ranked = [
+        _cell("r1", "A A x"),
+        _cell("r1", "A A x"),  # the same candidate twice in the archive: trained once
+        _cell("r2", "B B x"),
+        _cell("r3", "A B x"),  # brings nothing r1 and r2 do not already have
+        _cell("bad", "A A skip", feasible=False),  # infeasible: never picked
+        _cell("r4", "A A skip"),
+        _cell("r5", "B A skip"),
+    ]
+    assert [r["hash"] for r in diverse_top(ranked, 3, "none")] == ["r1", "r2", "r3"]
+    assert [r["hash"] for r in diverse_top(ranked, 3, "coverage")] == ["r1", "r2", "r4"]
+    # once no candidate brings anything new, the best-ranked remaining ones fill the places
+    assert [r["hash"] for r in diverse_top(ranked, 4, "coverage")] == ["r1", "r2", "r4", "r3"]
+
+
+def test_coverage_skips_a_better_ranked_near_copy_for_a_new_choice():
+    ranked = [
+        _cell("a", "conv conv conv"),
+        _cell("b", "conv conv conv2"),
+        _cell("c", "conv conv conv2"),  # same choices as b, another hash: nothing new once b is in
+        _cell("d", "skip conv conv"),
+    ]
+    assert [r["hash"] for r in diverse_top(ranked, 3, "coverage")] == ["a", "b", "d"]
+    assert [r["hash"] for r in diverse_top(ranked, 3, "none")] == ["a", "b", "c"]
+    # deterministic, and never more than there are distinct feasible candidates
+    assert diverse_top(ranked, 3) == diverse_top(list(ranked), 3)
+    assert len(diverse_top(ranked, 10)) == 4
 
 
 # --- the selection surrogate (spec.search.selection.surrogateExtra) ---------------------------

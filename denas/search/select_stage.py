@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from denas.search.config import SearchError
-from denas.search.selection import SelectionSettings, distinct_top, run_one, successive_halving
+from denas.search.selection import SelectionSettings, distinct_top, diverse_top, run_one, successive_halving
 from denas.search.selection_surrogate import pick_extra
 
 log = logging.getLogger(__name__)
 
 LOG_FILE = "selection.jsonl"
+#: spec.search.selection.diversity (denas.search.selection.diverse_top)
+DIVERSITY = ("coverage", "none")
 
 
 def settings_from_spec(spec: Mapping[str, Any]) -> SelectionSettings:
@@ -51,6 +53,7 @@ def settings_from_spec(spec: Mapping[str, Any]) -> SelectionSettings:
     s = SelectionSettings(
         enabled=bool(enabled),
         top_k=raw.get("topK", min(SelectionSettings.top_k, scored)),
+        diversity=raw.get("diversity", SelectionSettings.diversity),
         min_epochs=raw.get("minEpochs", SelectionSettings.min_epochs),
         max_epochs=raw.get("maxEpochs", SelectionSettings.max_epochs),
         eta=raw.get("eta", SelectionSettings.eta),
@@ -78,6 +81,11 @@ def check_settings(s: SelectionSettings, candidates: int) -> None:
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < lo:
             raise SearchError(f"{p}.{name}: Invalid value: {value!r}: must be an integer >= {lo}")
+    if s.diversity not in DIVERSITY:
+        raise SearchError(
+            f"{p}.diversity: Unsupported value: {s.diversity!r}: supported values: "
+            + ", ".join(f'"{d}"' for d in DIVERSITY)
+        )
     if s.max_epochs < s.min_epochs:
         raise SearchError(
             f"{p}.maxEpochs: Invalid value: {s.max_epochs}: must be >= {p}.minEpochs ({s.min_epochs})"
@@ -233,7 +241,7 @@ def run_selection(
     feasible = [r for r in archive.values() if r["feasible"] and r["fitness"] is not None]
     ranked = rank_records(feasible)
     train_free_rank = {r["hash"]: i for i, r in enumerate(ranked)}
-    candidates = distinct_top(ranked, s.top_k)
+    candidates = diverse_top(ranked, s.top_k, s.diversity)
     log_path = out_dir / LOG_FILE
     done = _load_done(log_path) if resume else []
     if not resume:
@@ -292,7 +300,8 @@ def run_selection(
 
     def expand(trained: list[tuple[dict, dict]]) -> list[dict]:
         """The selection surrogate: rung 0's results pick ``surrogateExtra`` more candidates."""
-        pool = distinct_top(ranked, s.surrogate_pool)[s.top_k :]
+        chosen = {c["hash"] for c in candidates}
+        pool = [c for c in distinct_top(ranked, s.surrogate_pool) if c["hash"] not in chosen]
         picked, info = pick_extra(
             trainer.space,
             [(c, r["metric"]) for c, r in trained],
