@@ -175,6 +175,12 @@ class SearchConfig:
                 f"random only; strategy {self.strategy} proposes through optuna, which models the scores "
                 "itself: remove surrogate or use strategy ea"
             )
+        if self.selection.interleave > 0 and self.strategy not in ("ea", "random"):
+            raise SearchError(
+                f"spec.search.selection.interleave: Invalid value: {self.selection.interleave}: steering "
+                f"reorders the proposals of ea and random only; strategy {self.strategy} proposes through "
+                "optuna: set interleave to 0 or use strategy ea"
+            )
         from denas.search.select_stage import check_settings
 
         check_settings(self.selection, self.population * self.generations)

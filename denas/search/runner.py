@@ -27,6 +27,7 @@ from denas.search.metrics import SearchMetrics
 from denas.search.pool_latency import calibrate, flag_if_far_off
 from denas.search.progress import Progress, kube_reporter, startup
 from denas.search.score_store import ScoreStore
+from denas.search.steer import Steering
 from denas.search.strategies import Context, create, rank_records
 from denas.search.surrogate import make_surrogate_rank
 
@@ -109,8 +110,12 @@ def run_search(
     score_cache: str | Path | None = None,
     metrics: SearchMetrics | None = None,
     score_store: str | Path | None = None,
+    select: Any | None = None,
 ) -> dict[str, Any] | None:
-    """Run (or resume) a search; rank 0 returns the result dict, other ranks return None."""
+    """Run (or resume) a search; rank 0 returns the result dict, other ranks return None.
+
+    ``select``: what trains one selection / steering run (default ``select_stage.RunHandler``:
+    short training on the job's data); benchmarks replay a table through it."""
     import torch
 
     config.check()
@@ -131,7 +136,7 @@ def run_search(
 
     from denas.search.select_stage import RunHandler
 
-    select = RunHandler(space, config)  # short training of the selection stage, on every rank
+    select = select or RunHandler(space, config)  # short training of the selection stage, on every rank
     handlers = {"select": select}
     if world > 1:
         if rank == 0:
@@ -231,6 +236,7 @@ def _coordinate(
         # the pre-filter's predictor is fitted on this pool's own measurements from the start
         state["latency_calibration"] = calibrate(space, config, latency_of)
     strategy, archive, curve = state["strategy"], state["archive"], state["curve"]
+    steering = Steering(config, space, pool, select) if config.selection.interleave > 0 else None
     progress = progress or Progress(
         config.generations, on_event=on_event, progress_file=progress_file, reporter=kube_reporter()
     )
@@ -239,17 +245,21 @@ def _coordinate(
 
     while strategy.generation < config.generations:
         generation = strategy.generation
+        if steering is not None and steering.due(state, generation):
+            _steer(steering, state, archive, generation, out_dir)
         predictor = None
         if c.max_latency_ms is not None:
             predictor = LatencyPredictor(
                 space, [*state.get("latency_calibration", ()), *archive.values()], domain=config.domain
             )
+        steer_rank = steering.ranker(state, select.get_trainer().higher_is_better) if steering else None
         ctx = Context(
             space=space,
             config=config,
             admit=make_admit(space, c, predictor),
             archive=archive,
-            surrogate_rank=make_surrogate_rank(space, archive, config.seed) if config.surrogate else None,
+            surrogate_rank=steer_rank
+            or (make_surrogate_rank(space, archive, config.seed) if config.surrogate else None),
         )
         logged = len(getattr(strategy, "parent_log", ()))
         structures = strategy.ask(ctx)
@@ -287,6 +297,8 @@ def _coordinate(
             event["parents"] = sorted(parents)
         if ctx.rejected:
             event["rejected"] = dict(ctx.rejected)
+        if steer_rank is not None:  # this generation's proposals were ordered by the steering runs
+            event["steered"] = True
         curve.append({k: event[k] for k in ("generation", "evaluated", "best_score")})
         lines.append(json.dumps(event))
         with open(out_dir / ckpt.HISTORY, "a") as f:
@@ -313,6 +325,7 @@ def _coordinate(
             progress=progress,
             metrics=metrics,
             resume=resume,
+            steered=state.get("steer_runs", []),
         )
     ckpt.atomic_write_json(out_dir / ckpt.RESULT, result)
     if plots:
@@ -320,6 +333,28 @@ def _coordinate(
     progress.event({"event": "result", "result": result})
     progress.close()
     return result
+
+
+def _steer(steering: Steering, state: dict, archive: dict, generation: int, out_dir: Path) -> None:
+    """One steering round before ``generation``: train, log, checkpoint (a kill repeats only it)."""
+    runs = steering.train(state, archive, generation)
+    log.info(
+        "steering before generation %d: %s",
+        generation,
+        ", ".join(
+            f"{r['hash'][:8]} {r['metric']}" if r["status"] == "ok" else f"{r['hash'][:8]} failed"
+            for r in runs
+        ),
+    )
+    event = {
+        "event": "steer",
+        "generation": generation,
+        "runs": [{k: v for k, v in r.items() if k != "structure"} for r in runs],
+    }
+    with open(out_dir / ckpt.HISTORY, "a") as f:
+        f.write(json.dumps(event) + "\n")
+    state["history_size"] = (out_dir / ckpt.HISTORY).stat().st_size
+    ckpt.save_checkpoint(out_dir, state)
 
 
 def _reporting(put: Callable[[dict], None], progress: Any, pool: Any, generation: int, total: int):

@@ -61,6 +61,8 @@ def settings_from_spec(spec: Mapping[str, Any]) -> SelectionSettings:
         max_eval_samples=raw.get("maxEvalSamples", SelectionSettings.max_eval_samples),
         surrogate_extra=raw.get("surrogateExtra", SelectionSettings.surrogate_extra),
         surrogate_pool=raw.get("surrogatePool", SelectionSettings.surrogate_pool),
+        interleave=raw.get("interleave", SelectionSettings.interleave),
+        interleave_runs=raw.get("interleaveRuns", SelectionSettings.interleave_runs),
         dataset=dict(training.get("dataset") or {"name": "digits"}),
         batch_size=training.get("batchSize", 64),
         learning_rate=training.get("learningRate", 0.05),
@@ -78,9 +80,16 @@ def check_settings(s: SelectionSettings, candidates: int) -> None:
         ("eta", s.eta, 2),
         ("surrogateExtra", s.surrogate_extra, 0),
         ("surrogatePool", s.surrogate_pool, 1),
+        ("interleave", s.interleave, 0),
+        ("interleaveRuns", s.interleave_runs, 1),
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < lo:
             raise SearchError(f"{p}.{name}: Invalid value: {value!r}: must be an integer >= {lo}")
+    if s.interleave > 0 and not s.enabled:
+        raise SearchError(
+            f"{p}.interleave: Invalid value: {s.interleave}: steering trains on the selection stage's data "
+            f"and settings, which is off; set {p}.enabled: true or interleave: 0"
+        )
     if s.diversity not in DIVERSITY:
         raise SearchError(
             f"{p}.diversity: Unsupported value: {s.diversity!r}: supported values: "
@@ -231,6 +240,7 @@ def run_selection(
     progress: Any,
     metrics: Any,
     resume: bool,
+    steered: list[dict] = (),  # type: ignore[assignment]
 ) -> dict:
     """Rank 0: run the stage and rewrite ``result`` (best order, a ``selection`` section)."""
     from denas.search.runner import public
@@ -246,6 +256,13 @@ def run_selection(
     done = _load_done(log_path) if resume else []
     if not resume:
         log_path.write_text("")
+    # the search's steering runs are rung-0 runs already: never trained again, they join rung 0
+    steer_runs = [{k: v for k, v in r.items() if k != "structure"} for r in steered]
+    known = {(r["hash"], r["rung"]) for r in done}
+    for run in steer_runs:
+        if (run["hash"], run["rung"]) not in known:
+            done.append(run)
+    steer_cands = [archive[r["hash"]] for r in steer_runs if r["hash"] in archive]
     trainer = handler.get_trainer()  # rank 0 needs the metric's direction (and fails early on bad data)
     rungs = s.rungs()
 
@@ -299,8 +316,17 @@ def run_selection(
     surrogate: dict[str, Any] = {}
 
     def expand(trained: list[tuple[dict, dict]]) -> list[dict]:
-        """The selection surrogate: rung 0's results pick ``surrogateExtra`` more candidates."""
+        """Rung 0 grows by the steering runs (already trained) and the selection surrogate's picks."""
         chosen = {c["hash"] for c in candidates}
+        joined = [c for c in steer_cands if c["hash"] not in chosen]
+        candidates.extend(joined)
+        chosen |= {c["hash"] for c in joined}
+        seen = {c["hash"] for c, _ in trained}
+        trained = trained + [
+            (archive[r["hash"]], r)
+            for r in steer_runs
+            if r["status"] == "ok" and r["hash"] in archive and r["hash"] not in seen
+        ]
         pool = [c for c in distinct_top(ranked, s.surrogate_pool) if c["hash"] not in chosen]
         picked, info = pick_extra(
             trainer.space,
@@ -309,7 +335,8 @@ def run_selection(
             s.surrogate_extra,
             higher_is_better=trainer.higher_is_better,
         )
-        surrogate.update(info)
+        if s.surrogate_extra > 0:
+            surrogate.update(info)
         candidates.extend(picked)  # they are ranked and reported like the top-K
         log.info(
             "selection surrogate: fitted on %d rung-0 runs, adds %d of %d",
@@ -317,7 +344,7 @@ def run_selection(
             len(picked),
             len(pool),
         )
-        return picked
+        return joined + picked
 
     out = successive_halving(
         list(candidates),
@@ -327,7 +354,7 @@ def run_selection(
         done=done,
         map_rung=map_rung,
         on_rung=on_rung,
-        expand=expand if s.surrogate_extra > 0 else None,
+        expand=expand if s.surrogate_extra > 0 or steer_cands else None,
     )
     # the winner first, then the other candidates by the highest rung they reached and their metric
     # there, then every candidate that was not trained in train-free order

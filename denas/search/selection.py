@@ -53,6 +53,11 @@ class SelectionSettings:
     surrogate_extra: int = 4
     #: train-free ranks (counting the top-K) the surrogate chooses those among
     surrogate_pool: int = 32
+    #: steering (``denas.search.steer``): every ``interleave`` generations of the search, train
+    #: ``interleave_runs`` candidates at rung 0 and let a surrogate of what they learned order the
+    #: next generations' proposals; 0: off
+    interleave: int = 0
+    interleave_runs: int = 4
 
     def rungs(self) -> list[tuple[int, int]]:
         """[(epochs, candidates trained)] per rung, for ``top_k`` candidates."""
@@ -82,6 +87,8 @@ class SelectionSettings:
             "learningRate": self.learning_rate,
             "surrogateExtra": self.surrogate_extra,
             "surrogatePool": self.surrogate_pool,
+            "interleave": self.interleave,
+            "interleaveRuns": self.interleave_runs,
         }
 
 
@@ -114,7 +121,9 @@ def choices(structure: Any, path: str = "") -> set[tuple[str, str]]:
     return {(path, repr(structure))}
 
 
-def diverse_top(records: Iterable[dict], k: int, diversity: str = "coverage") -> list[dict]:
+def diverse_top(
+    records: Iterable[dict], k: int, diversity: str = "coverage", covered: Iterable[dict] = ()
+) -> list[dict]:
     """The ``k`` candidates selection trains: distinct, feasible, scored, from the train-free order.
 
     ``none``: the first ``k`` (``distinct_top``).  ``coverage``: greedy, in train-free order, each
@@ -125,18 +134,19 @@ def diverse_top(records: Iterable[dict], k: int, diversity: str = "coverage") ->
     skip edge that 42 of the 43 cells at or above 94 % have), and a search converges, so its
     plain top-K are near-copies of one idea; covering every choice the top of the ranking holds puts the
     alternatives in front of the short training, which then decides.  Deterministic (no seed).
+    ``covered``: structures already trained elsewhere, whose choices count as covered.
     """
     pool = distinct_top(records, 10**9)
     if diversity == "none" or len(pool) <= k:
         return pool[:k]
     rest = [(r, choices(r["structure"])) for r in pool]
     picked: list[dict] = []
-    covered: set[tuple[str, str]] = set()
+    covered_choices: set[tuple[str, str]] = set().union(*(choices(c) for c in covered))
     while len(picked) < k:
-        i = next((i for i, (_, c) in enumerate(rest) if c - covered), 0)
+        i = next((i for i, (_, c) in enumerate(rest) if c - covered_choices), 0)
         record, brings = rest.pop(i)
         picked.append(record)
-        covered |= brings
+        covered_choices |= brings
     return picked
 
 

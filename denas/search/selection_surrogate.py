@@ -35,6 +35,22 @@ def features(space: Any, record: dict, keys: Sequence[str]) -> list[float]:
     return enc + comp + [float(fit) if _finite(fit) else 0.0]
 
 
+def ridge_predict(x_train: Any, y: Any, x_new: Any) -> Any:
+    """Ridge regression on standardized features (statistics over both sets), closed form.
+
+    In the dual form, as there are far fewer points than features: w = X^T (X X^T + a n I)^-1 y."""
+    import numpy as np
+
+    both = np.vstack([x_train, x_new])
+    mu, sd = both.mean(0), both.std(0)
+    sd[sd == 0] = 1.0
+    zt, zn = (x_train - mu) / sd, (x_new - mu) / sd
+    y_mu = y.mean()
+    k = zt @ zt.T + ALPHA * len(y) * np.eye(len(y))
+    w = zt.T @ np.linalg.solve(k, y - y_mu)
+    return zn @ w + y_mu
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -68,15 +84,7 @@ def pick_extra(
     x_train = np.array([features(space, r, keys) for r, _ in trained], dtype=np.float64)
     x_pool = np.array([features(space, r, keys) for r in pool], dtype=np.float64)
     y = sign * np.array([m for _, m in trained], dtype=np.float64)
-    both = np.vstack([x_train, x_pool])
-    mu, sd = both.mean(0), both.std(0)
-    sd[sd == 0] = 1.0
-    zt, zp = (x_train - mu) / sd, (x_pool - mu) / sd
-    y_mu = y.mean()
-    # ridge in the dual form (n points << d features): w = X^T (X X^T + a n I)^-1 y
-    k = zt @ zt.T + ALPHA * len(y) * np.eye(len(y))
-    w = zt.T @ np.linalg.solve(k, y - y_mu)
-    pred = zp @ w + y_mu
+    pred = ridge_predict(x_train, y, x_pool)
     order = sorted(range(len(pool)), key=lambda i: (-float(pred[i]), i))[:extra]
     picked = [pool[i] for i in order]
     info["picked"] = [{"hash": pool[i]["hash"], "predicted": round(sign * float(pred[i]), 6)} for i in order]
