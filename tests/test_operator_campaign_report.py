@@ -177,6 +177,7 @@ def test_changed_results_delete_the_old_pod_and_draw_again():
     children = all_finished(body)
     cm, pod = step(body, children).report.create
     done = running(pod, "Succeeded")
+    done["metadata"]["uid"] = "pod-uid"
     step(body, children, {"pod": done, "configmap": cm})
     body["spec"]["matrix"]["constraints"].append({"name": "p50k", "maxParams": 50000})
     plan = step(body, children, {"pod": done, "configmap": cm})
@@ -187,7 +188,7 @@ def test_changed_results_delete_the_old_pod_and_draw_again():
     for job in new.values():
         finish(job)
     plan = step(body, children, {"pod": done, "configmap": cm})
-    assert plan.report.delete_pods == [POD] and plan.report.create == []
+    assert plan.report.delete_pods == [(POD, "pod-uid")] and plan.report.create == []  # that Pod only
     assert "ReportOutdated" in reasons(plan)
     plan = step(body, children, {"pod": None, "configmap": cm})
     (patch,) = plan.report.patch
@@ -207,7 +208,7 @@ def test_a_rerun_cell_with_a_new_result_redraws_the_report():
     finish(children[NAMES[0]], best="another")  # e.g. the template edited: a new search, a new winner
     children[NAMES[0]]["status"]["resultRef"]["path"] = f"/var/lib/denas/{NAMES[0]}/search-feedbeef"
     plan = step(body, children, {"pod": done, "configmap": cm})
-    assert plan.report.delete_pods == [POD]
+    assert [name for name, _ in plan.report.delete_pods] == [POD]
 
 
 def test_a_failed_report_pod_is_reported_and_never_fails_the_campaign():

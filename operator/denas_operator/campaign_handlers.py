@@ -72,11 +72,12 @@ class CampaignApi:
         return {"pod": pod, "configmap": configmap}
 
     def apply_report(self, namespace: str, name: str, report: Any) -> None:
-        for pod in report.delete_pods:
+        for pod, uid in report.delete_pods:  # the uid: a namesake created meanwhile is never hit
+            options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
             try:
-                self.core.delete_namespaced_pod(pod, namespace)
+                self.core.delete_namespaced_pod(pod, namespace, body=options)
             except ApiException as exc:
-                if exc.status != 404:
+                if exc.status not in (404, 409):  # gone already, or a namesake (uid precondition)
                     raise
         for patch in report.patch:  # the ConfigMap before the Pod that mounts it
             self.core.patch_namespaced_config_map(n.campaign_report(name), namespace, patch)

@@ -31,7 +31,8 @@ from . import names as n
 from .pods import restricted_container_security, restricted_pod_security, worker_image
 from .scheduling import decorate_pod
 
-FINISHED = ("Succeeded", "Failed")
+RUNNING, SUCCEEDED, FAILED = "Running", "Succeeded", "Failed"  # of the Pod and of status.report
+FINISHED = (SUCCEEDED, FAILED)
 REPORT_READY = "ReportReady"
 # `denas report` reads JSON and draws one figure: small, and a quota'd namespace needs requests.
 REPORT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
@@ -42,7 +43,7 @@ MAX_MESSAGE = 300
 class ReportPlan:
     create: list[dict[str, Any]] = field(default_factory=list)  # ConfigMap before Pod
     patch: list[dict[str, Any]] = field(default_factory=list)  # ConfigMaps, as merge patches of the whole
-    delete_pods: list[str] = field(default_factory=list)
+    delete_pods: list[tuple[str, str | None]] = field(default_factory=list)  # (name, uid precondition)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)  # status.report
     condition: tuple[bool, str, str] = (False, "", "")  # ReportReady: (status, reason, message)
@@ -203,6 +204,11 @@ def build_report_pod(body: Mapping[str, Any], key: str) -> dict[str, Any]:
     return decorate_pod(pod, template)
 
 
+def cond(plan: ReportPlan, ok: bool, reason: str, message: str) -> None:
+    """Condition ReportReady of the plan (written by `apply_to_status`)."""
+    plan.condition = (ok, reason, message)
+
+
 def _pod_outcome(pod: Mapping[str, Any]) -> tuple[str, str]:
     """(Running | Succeeded | Failed, a one-line message) of the report Pod."""
     status = pod.get("status") or {}
@@ -219,13 +225,13 @@ def _pod_outcome(pod: Mapping[str, Any]) -> tuple[str, str]:
             + (f" (exit code {code})" if code is not None else "")
             + (f": {detail}" if detail else "")
         )
-        return "Failed", text[-MAX_MESSAGE:]
+        return FAILED, text[-MAX_MESSAGE:]
     if phase == "Succeeded":
-        return "Succeeded", ""
+        return SUCCEEDED, ""
     waiting = state.get("waiting") or {}
     if waiting.get("reason"):
-        return "Running", f"{phase}: {waiting['reason']} {waiting.get('message') or ''}".strip()[:MAX_MESSAGE]
-    return "Running", phase
+        return RUNNING, f"{phase}: {waiting['reason']} {waiting.get('message') or ''}".strip()[:MAX_MESSAGE]
+    return RUNNING, phase
 
 
 def plan_report(
@@ -251,7 +257,7 @@ def plan_report(
             "claim (docs/campaigns.md)"
         )
         plan.report = {"phase": "Unavailable", "message": message}
-        plan.condition = (False, "NoClaim", message)
+        cond(plan, False, "NoClaim", message)
         return plan
     plan.report = {"claimName": claim, "path": f"{name}/", "pod": name}
     lines = list(status.get("cells") or [])
@@ -259,7 +265,7 @@ def plan_report(
     if not lines or done < len(lines):
         message = f"drawn when every cell has finished ({done}/{len(lines)})"
         plan.report.update(phase="Waiting", message=message)
-        plan.condition = (False, "CellsRemaining", message)
+        cond(plan, False, "CellsRemaining", message)
         return plan
     pod, cm = observed.get("pod"), observed.get("configmap")
     for obj, kind in ((pod, "Pod"), (cm, "ConfigMap")):
@@ -269,7 +275,7 @@ def plan_report(
                 "the report is drawn"
             )
             plan.report.update(phase="Failed", message=message)
-            plan.condition = (False, "NameTaken", message)
+            cond(plan, False, "NameTaken", message)
             if previous.get("message") != message:
                 plan.events.append(("Warning", "ReportFailed", message))
             return plan
@@ -279,13 +285,13 @@ def plan_report(
     if pod is not None and (pod.get("metadata") or {}).get("deletionTimestamp"):
         message = f"waiting for the earlier report Pod {name} to be deleted"
         plan.report.update(phase="Pending", message=message)
-        plan.condition = (False, "ReportPending", message)
+        cond(plan, False, "ReportPending", message)
         return plan
     if pod is not None and _key_of(pod) != key:
-        plan.delete_pods.append(name)
+        plan.delete_pods.append((name, (pod.get("metadata") or {}).get("uid")))
         message = "the cells' results changed: drawing the report again"
         plan.report.update(phase="Pending", message=message)
-        plan.condition = (False, "ReportPending", message)
+        cond(plan, False, "ReportPending", message)
         plan.events.append(("Normal", "ReportOutdated", message))
         return plan
     if cm is None:
@@ -299,12 +305,12 @@ def plan_report(
     if pod is None:
         if previous.get("key") == key and previous.get("phase") == "Succeeded":
             plan.report.update(phase="Succeeded", message=f"report.html, report.json, pareto.png in {where}")
-            plan.condition = (True, "ReportWritten", plan.report["message"])
+            cond(plan, True, "ReportWritten", plan.report["message"])
             return plan  # drawn already; its Pod was deleted (by hand or garbage collection)
         plan.create.append(build_report_pod(body, key))
         message = f"Pod {name} draws the report into {where}"
         plan.report.update(phase="Running", message=message)
-        plan.condition = (False, "ReportRunning", message)
+        cond(plan, False, "ReportRunning", message)
         plan.events.append(("Normal", "ReportCreated", message))
         return plan
     phase, detail = _pod_outcome(pod)
@@ -312,7 +318,7 @@ def plan_report(
     if phase == "Succeeded":
         message = f"report.html, report.json, pareto.png in {where}"
         plan.report.update(phase="Succeeded", message=message)
-        plan.condition = (True, "ReportWritten", message)
+        cond(plan, True, "ReportWritten", message)
         if changed:
             plan.events.append(("Normal", "ReportWritten", message))
     elif phase == "Failed":
@@ -321,13 +327,13 @@ def plan_report(
             f"and delete the Pod to draw the report again"
         )
         plan.report.update(phase="Failed", message=message)
-        plan.condition = (False, "ReportFailed", message)
+        cond(plan, False, "ReportFailed", message)
         if changed:
             plan.events.append(("Warning", "ReportFailed", message))
     else:
         message = f"Pod {name} draws the report into {where} ({detail})"
         plan.report.update(phase="Running", message=message)
-        plan.condition = (False, "ReportRunning", message)
+        cond(plan, False, "ReportRunning", message)
     return plan
 
 
