@@ -49,9 +49,15 @@ def all_finished(body: dict) -> dict:
     return children
 
 
+NOTHING = {"pod": None, "configmap": None}
+
+
 def step(body: dict, children: dict, observed: dict | None = None):
-    """One reconcile: plan, then the status it wrote becomes the campaign's."""
-    plan = plan_campaign(body, children, observed)
+    """One reconcile as the handler does it: plan; when the plan needs the report objects, plan
+    again with them (``observed``, default: none exist); the status written becomes the campaign's."""
+    plan = plan_campaign(body, children)
+    if plan.report.observe:
+        plan = plan_campaign(body, children, observed or NOTHING)
     body["status"] = plan.status
     return plan
 
@@ -169,6 +175,16 @@ def test_the_report_pod_is_created_once_and_its_success_reported_once():
     # the finished Pod garbage-collected or deleted by hand: the same results are not drawn twice
     plan = step(body, children, {"pod": None, "configmap": cm})
     assert plan.report.create == [] and plan.status["report"]["phase"] == "Succeeded"
+
+
+def test_the_report_objects_are_read_only_once_every_cell_finished():
+    body = campaign()
+    children = all_finished(body)
+    children[NAMES[0]]["status"] = {"phase": "Searching"}
+    assert not plan_campaign(body, children).report.observe  # a running campaign: no extra API calls
+    finish(children[NAMES[0]])
+    plan = plan_campaign(body, children)
+    assert plan.report.observe and plan.report.create == []  # nothing created blind
 
 
 def test_changed_results_delete_the_old_pod_and_draw_again():

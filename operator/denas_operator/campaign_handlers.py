@@ -123,13 +123,15 @@ async def reconcile_campaign(namespace: str, name: str) -> None:
             return
         try:
             children = await asyncio.to_thread(api.children, namespace, name, body["metadata"]["uid"])
-            report = await asyncio.to_thread(api.report_objects, namespace, name)
+            plan = plan_campaign(body, children)
+            if plan.report.observe:  # every cell finished: the report Pod's turn
+                report = await asyncio.to_thread(api.report_objects, namespace, name)
+                plan = plan_campaign(body, children, report)
         except ApiException as exc:
             CM.ERRORS.inc()
             raise kopf.TemporaryError(
                 f"DeNASCampaign {name}: API call failed ({exc.status} {exc.reason}); retrying", delay=5
             ) from exc
-        plan = plan_campaign(body, children, report)
         try:
             await asyncio.to_thread(api.apply, namespace, name, plan, body.get("status") or {})
         except ApiException as exc:

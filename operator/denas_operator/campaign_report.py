@@ -46,6 +46,7 @@ class ReportPlan:
     delete_pods: list[tuple[str, str | None]] = field(default_factory=list)  # (name, uid precondition)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)  # status.report
+    observe: bool = False  # planned without the report objects, which it needs: observe, plan again
     condition: tuple[bool, str, str] = (False, "", "")  # ReportReady: (status, reason, message)
 
 
@@ -241,9 +242,10 @@ def plan_report(
     observed: Mapping[str, Any] | None = None,
 ) -> ReportPlan:
     """``status``: the campaign status just planned; ``observed``: {"pod", "configmap"} named
-    ``<campaign>-report`` as read from the API (camelCase dicts, None when absent)."""
+    ``<campaign>-report`` as read from the API (camelCase dicts, None when absent), or None when
+    not read: the handler reads them only when the plan says so (every cell finished), so the
+    many reconciles of a running campaign cost no extra API calls."""
     plan = ReportPlan()
-    observed = observed or {}
     template = body["spec"]["template"]
     claim = (template.get("storage") or {}).get("claimName")
     campaign = body["metadata"]["name"]
@@ -266,6 +268,11 @@ def plan_report(
         message = f"drawn when every cell has finished ({done}/{len(lines)})"
         plan.report.update(phase="Waiting", message=message)
         cond(plan, False, "CellsRemaining", message)
+        return plan
+    if observed is None:
+        plan.observe = True
+        plan.report = {**plan.report, **previous}
+        cond(plan, False, "ReportPending", "every cell finished: reading the report Pod")
         return plan
     pod, cm = observed.get("pod"), observed.get("configmap")
     for obj, kind in ((pod, "Pod"), (cm, "ConfigMap")):
