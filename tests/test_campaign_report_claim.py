@@ -175,3 +175,13 @@ def test_bad_input_is_one_message_and_exit_2(claim, tmp_path, args, words):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert all(w in proc.stderr for w in words), proc.stderr
     assert not (root / f"{NAME}-report").exists()
+
+
+def test_a_result_path_outside_the_claim_is_refused_before_anything_is_written(claim, capsys):
+    root, status_file, _ = claim
+    status = json.loads(status_file.read_text())
+    status["cells"][0]["resultPath"] = "../elsewhere/result.json"
+    status_file.write_text(json.dumps(status))
+    assert report("--claim", root, "--campaign", NAME, "--status", status_file) == 2
+    assert "relative to the claim" in capsys.readouterr().err
+    assert not (root / f"{NAME}-report").exists()

@@ -272,3 +272,10 @@ def test_a_pending_report_pod_says_why_it_waits():
     plan = step(body, children, {"pod": stuck, "configmap": cm})
     assert plan.status["report"]["phase"] == "Running"
     assert "ImagePullBackOff" in plan.status["report"]["message"]
+
+    unschedulable = running(pod, "Pending")
+    unschedulable["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes"}
+    ]
+    plan = step(body, children, {"pod": unschedulable, "configmap": cm})
+    assert "Unschedulable 0/3 nodes" in plan.status["report"]["message"]

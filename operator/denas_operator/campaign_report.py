@@ -230,8 +230,17 @@ def _pod_outcome(pod: Mapping[str, Any]) -> tuple[str, str]:
     if phase == "Succeeded":
         return SUCCEEDED, ""
     waiting = state.get("waiting") or {}
-    if waiting.get("reason"):
-        return RUNNING, f"{phase}: {waiting['reason']} {waiting.get('message') or ''}".strip()[:MAX_MESSAGE]
+    unscheduled = next(
+        (
+            c
+            for c in status.get("conditions") or []
+            if c.get("type") == "PodScheduled" and c.get("status") == "False"
+        ),
+        {},
+    )
+    why = waiting if waiting.get("reason") else unscheduled
+    if why.get("reason"):  # e.g. ImagePullBackOff, Unschedulable
+        return RUNNING, f"{phase}: {why['reason']} {why.get('message') or ''}".strip()[:MAX_MESSAGE]
     return RUNNING, phase
 
 
