@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("denas.scores.command", "score structures of a job's space with the train-free proxies"),
     "report": (
         "denas.campaign.report_command",
-        "redraw a campaign's comparison (report.html, pareto.png, report.json) from its folder",
+        "redraw a campaign's comparison (report.html, pareto.png, report.json) from its folder or its claim",
     ),
     "validate": (
         "denas.local.authoring",

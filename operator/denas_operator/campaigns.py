@@ -9,7 +9,9 @@ Rules:
   spec changed is patched (that job restarts its search), every other cell is left alone;
 - a child that was created once (its cell is no longer ``Waiting`` in status) and is gone is
   created again, with a Warning Event;
-- an invalid campaign changes no child (nothing is deleted) and says why in condition Invalid.
+- an invalid campaign changes no child (nothing is deleted) and says why in condition Invalid;
+- when every cell has finished and the template has a claim, the report Pod draws the comparison
+  onto the claim (campaign_report.py); status.report says where, or why there is none.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from denas.campaign.spec import (
     validate_campaign,
 )
 
-from . import names as n
+from .campaign_report import ReportPlan, apply_to_status, campaign_owner_reference, plan_report
 
 FINISHED = ("Succeeded", "Failed")
+__all__ = ["CampaignPlan", "campaign_owner_reference", "plan_campaign"]
 
 
 @dataclass
@@ -39,17 +42,7 @@ class CampaignPlan:
     delete: list[str] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     status: dict[str, Any] = field(default_factory=dict)
-
-
-def campaign_owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": n.API_VERSION,
-        "kind": n.CAMPAIGN_KIND,
-        "name": body["metadata"]["name"],
-        "uid": body["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    report: ReportPlan = field(default_factory=ReportPlan)  # the report Pod and its ConfigMap
 
 
 def _job_phase(job: Mapping[str, Any]) -> str:
@@ -60,8 +53,13 @@ def _job_phase(job: Mapping[str, Any]) -> str:
     return status.get("phase") or "Pending"
 
 
-def plan_campaign(body: Mapping[str, Any], children: Mapping[str, Mapping[str, Any]]) -> CampaignPlan:
-    """``body``: the DeNASCampaign; ``children``: its DeNASJobs by name (label denas.io/campaign)."""
+def plan_campaign(
+    body: Mapping[str, Any],
+    children: Mapping[str, Mapping[str, Any]],
+    report: Mapping[str, Any] | None = None,
+) -> CampaignPlan:
+    """``body``: the DeNASCampaign; ``children``: its DeNASJobs by name (label denas.io/campaign);
+    ``report``: the observed report objects {"pod", "configmap"} (campaign_report.plan_report)."""
     plan = CampaignPlan()
     manifest = copy.deepcopy(dict(body))
     generation = (body.get("metadata") or {}).get("generation")
@@ -148,4 +146,8 @@ def plan_campaign(body: Mapping[str, Any], children: Mapping[str, Mapping[str, A
     was = next((c for c in previous.get("conditions", []) if c.get("type") == CS.DEGRADED), {})
     if degraded["status"] == "True" and was.get("message") != degraded["message"]:
         plan.events.append(("Warning", "CellFailed", degraded["message"]))
+    # the report: only ever read from the cells' results, so it never changes their health
+    plan.report = plan_report(manifest, plan.status, children, report)
+    apply_to_status(plan.report, plan.status, generation)
+    plan.events += plan.report.events
     return plan

@@ -88,3 +88,16 @@ def state_subpath(job: str, spec: dict) -> str:
 
 def state_dir(job: str, spec: dict) -> str:
     return f"{STATE_ROOT}/{state_subpath(job, spec)}"
+
+
+# A DeNASCampaign's report (campaign_report.py): one Pod and one ConfigMap, both `<campaign>-report`;
+# the report lands in `<claim>/<campaign>-report/`.
+ROLE_CAMPAIGN_REPORT = "campaign-report"
+ANNOTATION_REPORT_KEY = "denas.io/report-key"  # the finished cells' results the report draws
+CAMPAIGN_DIR = "/etc/denas/campaign"  # the report pod's mounted status.json
+CAMPAIGN_STATUS_KEY = "status.json"
+
+
+def campaign_report(campaign: str) -> str:
+    """The report Pod, its ConfigMap, and the report's folder on the claim."""
+    return f"{campaign}-report"

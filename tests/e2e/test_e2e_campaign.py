@@ -4,6 +4,7 @@ The cells' pods are the fast stand-ins (tests/e2e/test_operator_pipeline.py runs
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -187,5 +188,46 @@ def test_an_invalid_template_is_a_condition_naming_the_template_field_and_create
         assert "spec.template.search.population" in condition["message"]
         assert cells(cluster, name) == {}
         cluster.wait("an InvalidSpec event", lambda: events(cluster, name, "InvalidSpec"), 30)
+    finally:
+        cleanup(cluster, name)
+
+
+def test_with_a_claim_the_report_is_drawn_onto_it_once_every_cell_finished(cluster, operator, name):
+    """The report Pod runs the real `denas report --claim` over the cells' result files (the fake
+    searches') and writes report.json, pareto.png and report.html beside them on the claim."""
+    claim = f"{name}-state"
+    cluster.create_pvc(claim)
+    tmpl = template(cluster)
+    tmpl["storage"] = {"claimName": claim}
+    cluster.custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        cluster.namespace,
+        PLURAL,
+        campaign(cluster, name, tmpl, targets=("a",), budgets=("x", "y")),
+    )
+    try:
+
+        def reported() -> dict | None:
+            report = (get(cluster, name).get("status") or {}).get("report") or {}
+            assert report.get("phase") != "Failed", report
+            return report if report.get("phase") == "Succeeded" else None
+
+        report = cluster.wait("the report on the claim", reported, 150)
+        status = get(cluster, name)["status"]
+        assert status["phase"] == "Succeeded" and status["progress"]["summary"] == "2/2"
+        assert report["claimName"] == claim and report["path"] == f"{name}-report/"
+        ready = next(c for c in status["conditions"] if c["type"] == "ReportReady")
+        assert ready["status"] == "True"
+        pod = cluster.core.read_namespaced_pod(report["pod"], cluster.namespace)
+        assert pod.metadata.owner_references[0].uid == get(cluster, name)["metadata"]["uid"]
+        cluster.wait("a ReportWritten event", lambda: events(cluster, name, "ReportWritten"), 30)
+        if cluster.kubelet is not None:  # the emulator's claim is a local folder
+            folder = cluster.kubelet.workdir / "pvc" / cluster.namespace / claim / f"{name}-report"
+            written = json.loads((folder / "report.json").read_text())
+            winners = {w["cell"]: w.get("hash") for w in written["winners"]}
+            assert winners == {f"{name}-a-x": "h0", f"{name}-a-y": "h0"}  # the fake searches' best
+            assert set(written["fronts"]) == {"a"}
+            assert (folder / "pareto.png").stat().st_size > 0 and (folder / "report.html").exists()
     finally:
         cleanup(cluster, name)

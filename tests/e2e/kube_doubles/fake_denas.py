@@ -5,6 +5,8 @@ of the fake image. It honours the same contract as the real commands: reads the 
 checkpoints every generation/epoch under --out and resumes from it (`--resume`), reports through
 `denas.kube_report`, and writes result.json / metrics.json. Knobs come from the job's
 `spec.searchSpace.fake` (the space's overrides are free-form): generationSeconds, epochSeconds.
+`denas report` (a campaign's report Pod) is the real command: it only reads result files and
+draws, in a few seconds.
 """
 
 from __future__ import annotations
@@ -126,6 +128,10 @@ def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[1] == "-c":  # init containers: `python -c SCRIPT`
         exec(compile(argv[2], "<init>", "exec"), {"__name__": "__main__"})
         return 0
+    if argv[1:2] == ["report"]:  # the campaign report Pod: the real engine command
+        from denas.cli import main as denas_main
+
+        return denas_main(argv[1:])
     if "search" in argv:
         return search(argv)
     if "train" in argv:
