@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 
@@ -73,30 +74,108 @@ def test_a_2x2_campaign_scores_each_structure_once_and_returns_the_independent_w
     assert sum(len(c) for _, c in independent.values()) >= 3.9 * one_job
 
 
-def test_stored_scores_are_reused_but_latency_is_measured_by_each_job(tmp_path):
-    calls = {"score": 0, "latency": 0}
+def _counting_scorer(calls: dict, slower: float = 1.0, noisy: bool = False, noise_seed: int = 0):
+    """The analytic scorer, counting its calls; ``noisy``: every latency measurement differs (as
+    on a real, loaded machine), by up to +-30 %."""
     fake = load_scorer(FAKE)
+    rng = random.Random(noise_seed)
 
     def scorer(space, structure, seed, config):
         calls["score"] += 1
-        return fake(space, structure, seed, config)
+        scores, _ = fake(space, structure, seed, config)
+        return scores, latency(space, structure, config)
 
     def latency(space, structure, config):
         calls["latency"] += 1
-        return 2 * fake.latency(space, structure, config)  # a slower pool
+        base = slower * fake.latency(space, structure, config)
+        return base * (1 + rng.uniform(-0.3, 0.3)) if noisy else base
 
     scorer.scorer_identity = "tests:counting"
     scorer.latency = latency
+    return scorer
+
+
+def _on(monkeypatch, cpu: str) -> None:
+    """Run the next searches on a machine whose fingerprint names ``cpu``."""
+    from denas.search import runner
+
+    real = runner.hardware_fingerprint()
+    monkeypatch.setattr(runner, "hardware_fingerprint", lambda: {**real, "cpu_model": cpu})
+
+
+def test_stored_scores_are_reused_but_another_pool_measures_its_own_latency(tmp_path, monkeypatch):
+    calls = {"score": 0, "latency": 0}
     store = tmp_path / "store"
-    first = run_search(cell_config(BUDGETS[0]), tmp_path / "a", scorer=scorer, plots=False, score_store=store)
-    scored = calls["score"]
-    second = run_search(
-        cell_config(BUDGETS[0]), tmp_path / "b", scorer=scorer, plots=False, score_store=store
+    _on(monkeypatch, "Xeon A")
+    first = run_search(
+        cell_config(BUDGETS[0]),
+        tmp_path / "a",
+        scorer=_counting_scorer(calls),
+        plots=False,
+        score_store=store,
     )
-    assert calls["score"] == scored and calls["latency"] == second["evaluated"]
+    scored, measured = calls["score"], calls["latency"]
+    _on(monkeypatch, "Xeon B")  # another CPU model: its latencies are its own
+    second = run_search(
+        cell_config(BUDGETS[0]),
+        tmp_path / "b",
+        scorer=_counting_scorer(calls, slower=2.0),
+        plots=False,
+        score_store=store,
+    )
+    assert calls["score"] == scored and calls["latency"] - measured == second["evaluated"]
     assert second["scoresReused"] == second["evaluated"] and second["scoresComputed"] == 0
     assert first["best"][0]["scores"] == second["best"][0]["scores"]
     assert second["best"][0]["latency_ms"] == 2 * first["best"][0]["latency_ms"]
+
+
+def test_jobs_on_identical_hardware_share_measured_latency_and_search_alike(tmp_path, monkeypatch):
+    """Noisy measurements near a latency budget flip feasibility; on one CPU model the cells of a
+    campaign share what was measured, so the cells of one budget search exactly alike."""
+    _on(monkeypatch, "Xeon A")
+    spec = {**CELL_SPEC, "constraints": {"maxParams": BUDGETS[0], "maxLatencyMs": 0.6}}
+    config = SearchConfig.from_spec(spec)
+    # without a store, two runs of the same job on a noisy machine already disagree
+    alone = [
+        candidates_of(
+            run_search(
+                config,
+                tmp_path / f"alone{i}",
+                scorer=_counting_scorer({"score": 0, "latency": 0}, noisy=True, noise_seed=i),
+                plots=False,
+            ),
+            tmp_path / f"alone{i}",
+        )
+        for i in range(2)
+    ]
+    calls = {"score": 0, "latency": 0}
+    store = tmp_path / "store"
+    shared = [
+        run_search(
+            config,
+            tmp_path / f"cell{i}",
+            scorer=_counting_scorer(calls, noisy=True),
+            plots=False,
+            score_store=store,
+        )
+        for i in range(2)
+    ]
+    assert candidates(tmp_path / "cell0") == candidates(tmp_path / "cell1")
+    assert winners(shared[0]) == winners(shared[1])
+    assert [r["latency_ms"] for r in shared[0]["best"]] == [r["latency_ms"] for r in shared[1]["best"]]
+    assert shared[1]["scoresComputed"] == 0
+    # the second cell measured nothing: every latency (the predictor's calibration too) was shared
+    measured_by_first = calls["latency"]
+    assert measured_by_first > 0
+    run_search(
+        config, tmp_path / "cell2", scorer=_counting_scorer(calls, noisy=True), plots=False, score_store=store
+    )
+    assert calls["latency"] == measured_by_first
+    assert alone[0] != alone[1], "the noise did not move the search: the test shows nothing"
+
+
+def candidates_of(result: dict, out) -> set[str]:
+    return candidates(out)
 
 
 def test_a_store_record_of_another_scorer_or_code_version_is_not_reused(tmp_path):

@@ -15,6 +15,7 @@ where ``scores`` holds ``"de_score"`` and every component (``latency_ms`` may be
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import math
 import time
@@ -164,16 +165,31 @@ def load_scorer(path: str | None) -> Scorer:
     return obj() if isinstance(obj, type) else obj
 
 
+#: the score store's subdirectory of latencies shared between jobs on identical hardware
+LATENCY_DIR = "latency"
+
+
 class Evaluator:
     """Turns structures into scored records. Holds no per-candidate state.
 
     With a `ScoreStore` (a campaign's), the hardware-free scores of a structure come from the
     store when another job computed them, and only latency is measured here (the scorer's
     ``latency(space, structure, config)``); a scorer without one never uses the store.
+
+    Latency is shared too, but only between jobs on the *same hardware* (``hardware``: the
+    fingerprint `denas.search.hardware` checks: CPU model, flags, usable cores, torch/IPEX) with
+    the same latency settings: re-measuring a structure on an identical machine costs time and
+    adds noise, and noise near a latency budget flips feasibility, so two cells on one CPU model
+    would search apart for no reason.  Different hardware never shares (another sub-store key).
     """
 
     def __init__(
-        self, space: Any, config: SearchConfig, scorer: Scorer | None = None, store: ScoreStore | None = None
+        self,
+        space: Any,
+        config: SearchConfig,
+        scorer: Scorer | None = None,
+        store: ScoreStore | None = None,
+        hardware: dict[str, Any] | None = None,
     ):
         self.space = space
         self.config = config
@@ -185,6 +201,17 @@ class Evaluator:
                 "scorer %s cannot measure latency alone; the score store is not used", self.provenance.scorer
             )
             self.store = None
+        self.latency_store: ScoreStore | None = None
+        self.latency_key = ""
+        if self.store is not None and hardware is not None:
+            import torch
+
+            self.latency_store = ScoreStore(
+                self.store.root / LATENCY_DIR, wait_s=self.store.wait_s, stale_s=self.store.stale_s
+            )
+            same = {k: v for k, v in hardware.items() if k != "id"}  # "id": this host, not its kind
+            settings = [config.score.get("latency") or {}, config.ipex, config.bf16, torch.get_num_threads()]
+            self.latency_key = json.dumps(["latency", same, settings], sort_keys=True, default=str)
 
     def prepare(self) -> None:
         """Run the scorer's ``prepare(space, config)`` if it has one: loads what scoring needs
@@ -242,16 +269,56 @@ class Evaluator:
         stored = store.get_or_claim(key)
         if stored is not None:
             measure = getattr(self.scorer, "measure", True)
-            latency = self.scorer.latency(space, structure, config) if measure else None
+            latency = self.latency_of(structure) if measure else None
             return dict(stored), latency, "store"
+        # lock order: the score's claim, then the latency's (a job holding only a latency claim
+        # never waits for a score), so two jobs cannot wait on each other
+        lat_key = self._latency_store_key(h)
+        shared = self.latency_store.get_or_claim(lat_key) if lat_key else None
         try:
             scores, latency = self.scorer(space, structure, seed, config)
         except BaseException:
             store.release(key)  # let another job (or a retry) compute it
+            if lat_key and shared is None:
+                self.latency_store.release(lat_key)  # type: ignore[union-attr]
             raise
+        if shared is not None:  # measured on identical hardware by another job: the same value
+            latency = MeasuredLatency(shared["latency_ms"], shared.get("flag"))
+        elif lat_key:
+            self._put_latency(lat_key, h, latency)
         about = {"hash": h, "scoreKey": config.score_key(), "seed": seed}
         store.put(key, {k: float(v) for k, v in scores.items()}, {**about, **self.provenance.__dict__})
         return scores, latency, "computed"
+
+    def latency_of(self, structure: dict) -> float | None:
+        """The structure's latency on this hardware: shared by jobs on identical hardware when
+        there is a store, else measured here (the scorer's ``latency``)."""
+        space, config = self.space, self.config
+        lat_key = self._latency_store_key(space.hash(structure))
+        if not lat_key:
+            return self.scorer.latency(space, structure, config)
+        shared = self.latency_store.get_or_claim(lat_key)  # type: ignore[union-attr]
+        if shared is not None:
+            return MeasuredLatency(shared["latency_ms"], shared.get("flag"))
+        try:
+            latency = self.scorer.latency(space, structure, config)
+        except BaseException:
+            self.latency_store.release(lat_key)  # type: ignore[union-attr]
+            raise
+        self._put_latency(lat_key, space.hash(structure), latency)
+        return latency
+
+    def _latency_store_key(self, h: str) -> str:
+        if self.latency_store is None:
+            return ""
+        return self.latency_store.key(h, self.latency_key, 0, self.provenance)
+
+    def _put_latency(self, lat_key: str, h: str, latency: Any) -> None:
+        if latency is None:  # nothing measured (no latency wanted): let a job that measures store it
+            self.latency_store.release(lat_key)  # type: ignore[union-attr]
+            return
+        shared = {"latency_ms": float(latency), "flag": getattr(latency, "flag", None)}
+        self.latency_store.put(lat_key, shared, {"hash": h, "latencyKey": self.latency_key})  # type: ignore[union-attr]
 
 
 def make_record(

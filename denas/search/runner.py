@@ -124,10 +124,10 @@ def run_search(
     rank, world = world_from_env()
     torch.set_num_threads(threads or default_threads())
     store = ScoreStore(score_store) if score_store else None
-    evaluator = Evaluator(space, config, scorer, store=store)
+    hardware = hardware_fingerprint()
+    evaluator = Evaluator(space, config, scorer, store=store, hardware=hardware)
     evaluator.prepare()  # the job's data (scoring batch) loads, or the search fails now naming it
     metrics = metrics or SearchMetrics()
-    hardware = hardware_fingerprint()
 
     def evaluate(structure: dict) -> dict:
         record = evaluator.evaluate(structure)
@@ -209,8 +209,8 @@ def _coordinate(
         evaluator.provenance,
     )
     state = ckpt.load_checkpoint(out_dir) if resume else None
-    scorer_latency = getattr(evaluator.scorer, "latency", None)
-    latency_of = (lambda s: scorer_latency(space, s, config)) if callable(scorer_latency) else None
+    # through the evaluator: shared with the campaign's jobs on identical hardware (a store)
+    latency_of = evaluator.latency_of if callable(getattr(evaluator.scorer, "latency", None)) else None
     if state is None:
         if config.constraints.max_latency_ms is not None and latency_of is not None:
             startup(
