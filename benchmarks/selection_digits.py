@@ -1,6 +1,8 @@
 """Selection on vs off with real training: `denas run deploy/samples/digits.yaml`, a few seeds.
 
-For every seed the sample runs twice, identical except `spec.search.selection.enabled` (and without
+For every seed the sample runs once per arm (`ARMS`: off, the engine's default selection, and the
+defaults before issue #14's second round: plain top-8, no surrogate), identical except
+`spec.search.selection` (and without
 the sample's `maxLatencyMs`, which makes the archive depend on the machine's load): the train-free
 search (same seed, so the same archive), then, with selection on, short training of the
 top-K on digits, then the sample's full training of whichever structure leads `best`.  Recorded:
@@ -26,17 +28,23 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+#: spec.search.selection per arm: off, the engine's defaults, the defaults before issue #14's 2nd round
+ARMS = {
+    "off": {"enabled": False},
+    "on": {"enabled": True},
+    "on-top8": {"enabled": True, "topK": 8, "diversity": "none", "surrogateExtra": 0},
+}
 SAMPLE = ROOT / "deploy" / "samples" / "digits.yaml"
 
 
-def run_once(seed: int, selection: bool, work: Path) -> dict:
+def run_once(seed: int, arm: str, work: Path) -> dict:
     manifest = yaml.safe_load(SAMPLE.read_text())
     manifest["spec"]["search"]["seed"] = seed
     # no latency budget: which nets pass it depends on the machine's load at run time, so the two
     # arms would search different archives; without it both see the same train-free search
     manifest["spec"]["constraints"].pop("maxLatencyMs", None)
-    manifest["spec"]["search"]["selection"] = {"enabled": selection}
-    tag = f"seed{seed}-{'on' if selection else 'off'}"
+    manifest["spec"]["search"]["selection"] = ARMS[arm]
+    tag = f"seed{seed}-{arm}"
     job, out = work / f"{tag}.yaml", work / tag
     job.write_text(yaml.safe_dump(manifest))
     started = time.monotonic()
@@ -55,7 +63,8 @@ def run_once(seed: int, selection: bool, work: Path) -> dict:
     search_s = result["elapsed_s"]
     return {
         "seed": seed,
-        "selection": selection,
+        "selection": arm != "off",
+        "arm": arm,
         "winner": result["best"][0]["hash"],
         "train_free_rank": result["best"][0].get("trainFreeRank", 0),
         "test_accuracy": metrics["metric"],
@@ -73,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--json", required=True, help="write every run here")
+    parser.add_argument(
+        "--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS), help="which settings to run per seed"
+    )
     parser.add_argument("--summarize", action="store_true", help="only print the table of the runs in --json")
     args = parser.parse_args(argv)
     if args.summarize:
@@ -81,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            for selection in (False, True):
-                rows.append(run_once(seed, selection, Path(tmp)))
+            for arm in args.arms:
+                rows.append(run_once(seed, arm, Path(tmp)))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")  # partial results survive
     summarize(rows)
@@ -90,17 +102,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarize(rows: list[dict]) -> None:
-    """The on/off table over the seeds that ran both arms."""
-    paired = {r["seed"] for r in rows if r["selection"]} & {r["seed"] for r in rows if not r["selection"]}
-    rows = [r for r in rows if r["seed"] in paired]
-    print(f"seeds: {sorted(paired)}")
+    """The table per arm over the seeds that ran every arm present."""
+    for r in rows:  # files written before the arms existed
+        r.setdefault("arm", "on" if r["selection"] else "off")
+    arms = [a for a in ARMS if any(r["arm"] == a for r in rows)]
+    seeds = set.intersection(*({r["seed"] for r in rows if r["arm"] == a} for a in arms))
+    rows = [r for r in rows if r["seed"] in seeds]
+    print(f"seeds: {sorted(seeds)}")
     print("| selection | median test acc | mean | per seed | search s | selection s | training s | total s |")
     print("|---|---|---|---|---|---|---|---|")
-    for selection in (False, True):
-        rs = [r for r in rows if r["selection"] == selection]
+    for arm in arms:
+        rs = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["seed"])
         accs = [r["test_accuracy"] for r in rs]
         print(
-            f"| {'on' if selection else 'off'} | {statistics.median(accs):.4f} | {statistics.fmean(accs):.4f} | "
+            f"| {arm} | {statistics.median(accs):.4f} | {statistics.fmean(accs):.4f} | "
             + ", ".join(f"{a:.4f}" for a in accs)
             + f" | {statistics.median(r['search_s'] for r in rs):.0f} | "
             f"{statistics.median(r['selection_s'] for r in rs):.0f} | {statistics.median(r['training_s'] for r in rs):.0f} | "
@@ -108,7 +123,7 @@ def summarize(rows: list[dict]) -> None:
         )
     for r in rows:
         if r["selection"]:
-            print(f"seed {r['seed']}: selection winner had train-free rank {r['train_free_rank']}")
+            print(f"seed {r['seed']} {r['arm']}: selection winner had train-free rank {r['train_free_rank']}")
 
 
 if __name__ == "__main__":

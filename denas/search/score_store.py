@@ -6,8 +6,10 @@ hash of the package's scoring and space-building sources, plus the scorer's own 
 lives outside the package).  A record written by another scorer (e.g. the analytic test scorer) or
 by other scoring code is never reused: it is ignored with a warning.
 
-`ScoreStore` holds the DE-Score and its components only (they do not depend on the CPU); latency
-is always measured by the job on its own node pool.  It is a directory of one JSON file per key
+`ScoreStore` holds the DE-Score and its components (they do not depend on the CPU); latency is
+measured by each job on its own node pool, and shared (a second store in ``latency/``, keyed by
+the hardware fingerprint, see `denas.search.evaluator.Evaluator`) only between jobs on identical
+hardware.  It is a directory of one JSON file per key
 (structure hash, score settings, candidate seed, scorer identity, code version), which several
 processes share safely on one machine and on a ReadWriteMany claim:
 
