@@ -220,7 +220,9 @@ def train_shard(shard: int, shards: int) -> None:
     mine = [
         (f, s)
         for k, (f, s) in enumerate(plan())
-        if k % shards == shard and family_space(f).hash(s) not in trained
+        # pairs (one network of each family) go round the shards: every shard trains both
+        # families, so whatever is trained when the job stops is balanced between them
+        if (k // len(FAMILIES)) % shards == shard and family_space(f).hash(s) not in trained
     ]
     start, cpu = time.time(), 0.0
     for k, (family, structure) in enumerate(mine, 1):
@@ -412,7 +414,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--estimate", action="store_true", help="train 2 networks, print the CPU estimate")
-    parser.add_argument("--train", metavar="I/N", help="train shard I of N (k %% N == I), resuming")
+    parser.add_argument("--train", metavar="I/N", help="train shard I of N (pair k//2 %% N == I), resuming")
     parser.add_argument("--score", action="store_true", help="score every planned network (cached), no table")
     parser.add_argument("--plan", action="store_true", help="print the planned networks and exit")
     parser.add_argument("--json", type=Path, help="write the figures here")
