@@ -382,6 +382,9 @@ def report(json_path: Path | None, selftest: bool = False) -> int:
             res["spearman"][label] = dc.rho(vals, truth)
             res["kendall"][label] = float(kendalltau(vals, truth).statistic)
             print(f"{label:44s}{res['spearman'][label]:10.3f}{res['kendall'][label]:10.3f}")
+        depth = [sum(st["depth"] for st in n["structure"]["stages"]) for n in nets]
+        res["depth_spearman"] = dc.rho(depth, truth)
+        print(f"(for reading the table: Spearman of accuracy vs total depth {res['depth_spearman']:.3f})")
         de_label = next(iter(cols))
         de = res["spearman"][de_label]
         best = max(SINGLE, key=lambda p: res["spearman"][p])
