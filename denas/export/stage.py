@@ -38,6 +38,12 @@ def export_settings(spec: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **(spec.get("export") or {})}
 
 
+def ipex_wanted(spec: dict[str, Any]) -> bool:
+    """Whether to try the IPEX bf16 variant: not when the job turned IPEX off (`hardware.ipex: off`),
+    which also spares importing it."""
+    return str((spec.get("hardware") or {}).get("ipex", "auto")) != "off"
+
+
 def _ours(folder: Path) -> bool:
     return written_by_denas(folder)
 
@@ -156,7 +162,9 @@ def export_run(
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=folder.parent))
     try:
         trained = load_trained(model_file)
-        card = export_model(trained, staging, spec=spec, job_name=job_name, result=result)
+        card = export_model(
+            trained, staging, spec=spec, job_name=job_name, result=result, with_ipex=ipex_wanted(spec)
+        )
     except Exception as exc:
         shutil.rmtree(staging, ignore_errors=True)
         log.warning("export failed:\n%s", traceback.format_exc())
@@ -187,6 +195,7 @@ __all__ = [
     "export_model",
     "export_run",
     "export_settings",
+    "ipex_wanted",
     "local_export",
     "model_ref",
 ]
