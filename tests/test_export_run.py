@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from denas.export.card import written_by_denas
+from denas.export.load import load_trained
+from tests.export_support import assert_all_match, load_in_fresh_process
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "deploy" / "samples" / "digits.yaml"
 
@@ -19,7 +23,7 @@ SAMPLE = ROOT / "deploy" / "samples" / "digits.yaml"
 def tiny_digits(tmp_path: Path, **export) -> Path:
     manifest = yaml.safe_load(SAMPLE.read_text())
     spec = manifest["spec"]
-    spec["search"].update(population=4, generations=1, warmup=2, replicas=1)
+    spec["search"].update(population=4, generations=1, warmup=2, replicas=1, selection={"enabled": False})
     spec["training"].update(epochs=1, replicas=1)
     spec["constraints"].pop("maxLatencyMs", None)  # a latency bound is flaky on a loaded machine
     if export:
@@ -68,6 +72,52 @@ def test_denas_run_exports_the_trained_model_with_a_card(finished_run: Path):
     ref = status["modelRef"]
     assert Path(ref["path"]) == model.resolve() and {"torchscript", "onnx"} <= set(ref["formats"])
     assert ref["sizes"]["onnx"] == (model / "model.onnx").stat().st_size
+    assert written_by_denas(model)  # so `denas run --fresh` may delete it (tests/test_local_rundir.py)
+
+
+@pytest.mark.slow
+def test_the_export_stage_is_timed_like_the_others(finished_run: Path):
+    status = json.loads((finished_run / "status.json").read_text())
+    stages = status["stages"]
+    assert list(stages) == ["validate", "search", "training", "export", "report"]
+    export = stages["export"]
+    assert export["seconds"] > 0 and export["startTime"] and export["completionTime"]
+    assert stages["training"]["completionTime"] <= export["startTime"] <= export["completionTime"]
+    exported = next(c for c in status["conditions"] if c["type"] == "ExportFailed")["lastTransitionTime"]
+    assert export["startTime"] <= exported <= export["completionTime"]
+
+
+@pytest.mark.slow
+def test_the_cnn_artifacts_run_without_denas_and_match_the_trained_model(finished_run: Path, tmp_path: Path):
+    """The cnn domain's part of issue 18's proof (the others: tests/test_export_domains.py): every
+    artifact the card lists, the IPEX bf16 variant too when the export kept it, loads in a fresh
+    process where denas cannot be imported and matches the model rebuilt from the run's checkpoint."""
+    card = json.loads((finished_run / "model" / "card.json").read_text())
+    trained = load_trained(finished_run / "train" / "model.pt")
+    assert trained.domain == "cnn" and trained.structure_hash == card["structure_hash"]
+    report = load_in_fresh_process(finished_run / "model", trained, tmp_path)
+    assert_all_match(report)
+    assert {"torchscript", "onnx"} <= set(report["listed"])
+    assert ("ipex-bf16" in report["diffs"]) == bool((card["ipex_bf16"] or {}).get("kept"))
+
+
+@pytest.mark.slow
+def test_hardware_ipex_off_skips_the_ipex_variant(finished_run: Path, tmp_path: Path, monkeypatch):
+    import denas.export.ipex as ipex
+    from denas.export.stage import export_run
+
+    def tried(*args, **kwargs):
+        raise AssertionError("the IPEX variant was tried although hardware.ipex is off")
+
+    monkeypatch.setattr(ipex, "export_ipex_variant", tried)
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    spec = {"domain": "cnn", "searchSpace": {"preset": "digits"}, "hardware": {"ipex": "off"}}
+    outcome = export_run(run, spec, "digits")
+    assert outcome["ok"], outcome["message"]
+    card = json.loads((run / "model" / "card.json").read_text())
+    assert card["ipex_bf16"] is None and "ipex-bf16" not in outcome["modelRef"]["formats"]
+    assert not (run / "model" / ipex.FILE).exists()
 
 
 @pytest.mark.slow

@@ -69,6 +69,9 @@ def test_finished_then_unchanged_then_edited_max_params(tmp_path: Path):
     assert "spec.training.epochs: 2 -> 1" in retrain.stderr and "running training again" in retrain.stderr
     assert (out / "search" / "result.json").read_bytes() == searched
     assert json.loads((out / "train" / "metrics.json").read_text())["epochs"] == 1
+    # the new model is exported again; model/ does not keep the old training's export
+    assert json.loads((out / "model" / "card.json").read_text())["training"]["epochs"] == 1
+    assert json.loads((out / "status.json").read_text())["stages"]["export"]["completionTime"]
 
 
 def test_a_training_failure_surfaces_and_a_fixed_rerun_clears_it(tmp_path: Path):

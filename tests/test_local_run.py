@@ -201,6 +201,9 @@ def test_the_summary_marks_the_structure_that_training_actually_used():
 @pytest.mark.slow
 def test_the_status_records_where_the_time_went(finished_run: Path):
     stages = json.loads((finished_run / "status.json").read_text())["stages"]
-    assert list(stages) == ["validate", "search", "training", "report"]
+    assert list(stages) == ["validate", "search", "training", "export", "report"]
     assert all(s["seconds"] > 0 for s in stages.values())
-    assert stages["search"]["completionTime"] and stages["training"]["completionTime"]
+    assert all(stages[s]["completionTime"] for s in ("search", "training", "export"))
+    page = (finished_run / "report.html").read_text()
+    shown = page[page.index("Time per stage") :].split("</dd>")[0]
+    assert "export" in shown and "unfinished" not in shown  # validate records seconds only

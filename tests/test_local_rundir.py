@@ -6,6 +6,7 @@ Fast tests: no search or training runs here (tests/test_local_rerun.py runs real
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,19 @@ def job_file(tmp_path: Path, name: str = "digits", **spec_overrides) -> Path:
     return path
 
 
+def denas_card(folder: Path) -> None:
+    """An export folder as the export stage leaves it: its card.json has the keys every DeNAS card
+    has (tests/test_export_run.py checks a real export passes `written_by_denas`)."""
+    folder.mkdir()
+    card = {"job": "digits", "denas_version": "0.1.0", "structure_hash": "h", "spec_hash": "s"}
+    card["artifacts"] = {"onnx": {"files": ["model.onnx"], "bytes": 4}}
+    (folder / "card.json").write_text(json.dumps(card))
+    (folder / "card.md").write_text("# digits\n")
+    (folder / "model.onnx").write_bytes(b"onnx")
+
+
 def fake_finished_run(out: Path, job) -> None:
-    """What a finished run leaves: the marker, status, result and every stage's folder."""
+    """What a finished run leaves: the marker, status, result, every stage's folder and the export."""
     rundir.prepare(out, job)
     for sub in ("search", "train", "logs", "plots"):
         (out / sub).mkdir(exist_ok=True)
@@ -45,11 +57,27 @@ def fake_finished_run(out: Path, job) -> None:
     (out / "train" / "metrics.json").write_text('{"metric": 0.9}')
     (out / "logs" / "search-0.log").write_text("log\n")
     (out / "report.html").write_text("<html></html>")
+    denas_card(out / "model")
     conditions = [
         {"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": "x"}
         for t in ("SearchSucceeded", "TrainingSucceeded", "Succeeded")
     ]
-    status = {"phase": "Succeeded", "conditions": conditions, "bestStructures": [{"rank": 0, "hash": "h"}]}
+    conditions.append(
+        {
+            "type": "ExportFailed",
+            "status": "False",
+            "reason": "Exported",
+            "message": "",
+            "lastTransitionTime": "x",
+        }
+    )
+    status = {
+        "phase": "Succeeded",
+        "conditions": conditions,
+        "bestStructures": [{"rank": 0, "hash": "h"}],
+        "modelRef": {"path": str(out / "model"), "formats": ["onnx"]},
+        "stages": {s: {"seconds": 1.0} for s in ("validate", "search", "training", "export", "report")},
+    }
     (out / "status.json").write_text(json.dumps(status))
 
 
@@ -108,11 +136,58 @@ def test_fresh_removes_only_deNAS_entries_and_never_follows_symlinks(tmp_path: P
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "link-out").is_symlink() and (out / "search" / "link-in").is_symlink()
     assert (out / "plots" / "target-file").is_symlink()
-    for gone in ("status.json", "result.json", "report.html", "train", "logs"):
-        assert not (out / gone).exists(), gone
+    for gone in ("status.json", "result.json", "report.html", "train", "logs", "model"):
+        assert not (out / gone).exists(), gone  # model/ held DeNAS's export card: DeNAS's
     assert not (out / "search" / "result.json").exists()
     assert {"notes.txt", "link-out", "search/link-in", "plots/target-file"} <= set(found.kept)
     assert rundir.read_marker(out)["job"] == "digits"  # still (again) a marked run folder
+
+
+@pytest.mark.parametrize(
+    "users_model",
+    [
+        {"weights.bin": "my own model"},  # no card at all
+        {"card.json": '{"model": "resnet50", "author": "me"}', "weights.bin": "mine"},  # not DeNAS's card
+        {"card.json": "not json", "weights.bin": "mine"},
+    ],
+)
+def test_fresh_keeps_a_users_own_model_folder(tmp_path: Path, users_model: dict[str, str]):
+    """model/ is DeNAS's only while it holds DeNAS's export card; a user's model/ survives --fresh."""
+    job = load_job(SAMPLE)
+    out = tmp_path / "out"
+    fake_finished_run(out, job)
+    shutil.rmtree(out / "model")
+    (out / "model").mkdir()
+    for name, text in users_model.items():
+        (out / "model" / name).write_text(text)
+
+    found = rundir.prepare(out, job, fresh=True)
+
+    assert {p.name: p.read_text() for p in (out / "model").iterdir()} == users_model
+    assert "model" in found.kept
+    assert not (out / "train").exists() and not (out / "status.json").exists()  # DeNAS's went
+
+
+def test_fresh_keeps_a_model_link_and_what_it_points_to(tmp_path: Path):
+    job = load_job(SAMPLE)
+    out = tmp_path / "out"
+    fake_finished_run(out, job)
+    shutil.rmtree(out / "model")
+    elsewhere = tmp_path / "exports"
+    denas_card(elsewhere)  # even a DeNAS export behind a link: the link is the user's
+    (out / "model").symlink_to(elsewhere)
+
+    found = rundir.prepare(out, job, fresh=True)
+
+    assert (out / "model").is_symlink() and (elsewhere / "model.onnx").read_bytes() == b"onnx"
+    assert "model" in found.kept
+
+
+def test_the_marker_lists_the_export_folder_as_conditionally_owned(tmp_path: Path):
+    out = tmp_path / "out"
+    rundir.prepare(out, load_job(SAMPLE))
+    marker = rundir.read_marker(out)
+    assert "model/" in marker["ownEntries"] and "card.json" in marker["note"]
 
 
 def test_out_that_is_a_file_or_under_a_file_is_refused(tmp_path: Path):
@@ -169,8 +244,11 @@ def test_an_edited_training_field_reruns_only_training(tmp_path: Path):
     assert found.rerun == ["training"] and found.changes == ["spec.training.epochs: 8 -> 2"]
     assert (out / "search" / "result.json").exists() and (out / "result.json").exists()
     assert not (out / "train").exists()
-    types = {c["type"] for c in json.loads((out / "status.json").read_text())["conditions"]}
-    assert types == {"SearchSucceeded"}
+    status = json.loads((out / "status.json").read_text())
+    # the new model needs a new export: the old one's success, modelRef and time are forgotten
+    assert {c["type"] for c in status["conditions"]} == {"SearchSucceeded"}
+    assert "modelRef" not in status and list(status["stages"]) == ["validate", "search", "report"]
+    assert (out / "model" / "card.json").exists()  # replaced by the new export, not deleted before it
 
 
 def test_the_operator_and_denas_run_share_one_search_fingerprint():

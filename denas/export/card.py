@@ -156,6 +156,24 @@ def render_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: keys every card DeNAS writes has; `written_by_denas` tells our export folder from a user's by them
+CARD_KEYS = ("denas_version", "structure_hash", "spec_hash", "artifacts")
+
+
+def written_by_denas(folder: Path) -> bool:
+    """Whether ``folder`` is an export DeNAS wrote: a real folder (no symlink) holding a
+    ``card.json`` that parses as DeNAS's card. Only such a folder is ever replaced (`denas export`)
+    or deleted (`denas run --fresh`); a user's own ``model/`` folder is left alone."""
+    card = folder / "card.json"
+    if folder.is_symlink() or not folder.is_dir() or card.is_symlink() or not card.is_file():
+        return False
+    try:
+        data = json.loads(card.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and all(k in data for k in CARD_KEYS)
+
+
 def write_card(folder: Path, card: dict[str, Any]) -> None:
     (folder / "card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
     (folder / "card.md").write_text(render_markdown(card))

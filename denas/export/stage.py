@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from denas import status as st
-from denas.export.card import build_card, write_card
+from denas.export.card import build_card, write_card, written_by_denas
 from denas.export.formats import FORMATS, ExportError, onnx_session
 from denas.export.load import Trained, load_trained
 from denas.export.timing import hardware, measure_interleaved
@@ -38,8 +38,14 @@ def export_settings(spec: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **(spec.get("export") or {})}
 
 
+def ipex_wanted(spec: dict[str, Any]) -> bool:
+    """Whether to try the IPEX bf16 variant: not when the job turned IPEX off (`hardware.ipex: off`),
+    which also spares importing it."""
+    return str((spec.get("hardware") or {}).get("ipex", "auto")) != "off"
+
+
 def _ours(folder: Path) -> bool:
-    return (folder / "card.json").is_file()
+    return written_by_denas(folder)
 
 
 def _run_format(
@@ -144,7 +150,7 @@ def export_run(
     if folder.exists() and not _ours(folder) and any(folder.iterdir()):
         return {
             "ok": False,
-            "message": f"{folder} exists and was not written by DeNAS (no card.json): move it away and run `denas export {run_dir}`",
+            "message": f"{folder} exists and was not written by DeNAS (no DeNAS card.json in it): move it away and run `denas export {run_dir}`",
         }
     result = None
     for candidate in (result_file, run_dir / "result.json", run_dir / "search" / "result.json"):
@@ -156,7 +162,9 @@ def export_run(
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=folder.parent))
     try:
         trained = load_trained(model_file)
-        card = export_model(trained, staging, spec=spec, job_name=job_name, result=result)
+        card = export_model(
+            trained, staging, spec=spec, job_name=job_name, result=result, with_ipex=ipex_wanted(spec)
+        )
     except Exception as exc:
         shutil.rmtree(staging, ignore_errors=True)
         log.warning("export failed:\n%s", traceback.format_exc())
@@ -180,7 +188,30 @@ def export_run(
     return {"ok": card["ok"], "message": message, "modelRef": ref}
 
 
-__all__ = ["DEFAULTS", "ExportError", "export_model", "export_run", "export_settings", "model_ref"]
+__all__ = [
+    "DEFAULTS",
+    "ExportError",
+    "export_due",
+    "export_model",
+    "export_run",
+    "export_settings",
+    "ipex_wanted",
+    "local_export",
+    "model_ref",
+]
+
+
+def export_due(out: Path, spec: dict[str, Any], status: dict[str, Any]) -> bool:
+    """Whether the `denas run` export stage has work: enabled, and not already exported (a resumed
+    run whose export succeeded keeps it)."""
+    from denas.export.status import EXPORT_FAILED
+
+    if not export_settings(spec)["enabled"]:
+        return False
+    done = any(
+        c.get("type") == EXPORT_FAILED and c.get("status") == "False" for c in status.get("conditions", [])
+    )
+    return not (done and _ours(out / "model"))
 
 
 def local_export(out: Path, spec: dict[str, Any], job_name: str, status: dict[str, Any]) -> dict[str, Any]:
@@ -188,14 +219,9 @@ def local_export(out: Path, spec: dict[str, Any], job_name: str, status: dict[st
 
     Skipped when disabled, and on a resumed run whose export already succeeded.
     """
-    from denas.export.status import EXPORT_FAILED, apply_outcome
+    from denas.export.status import apply_outcome
 
-    if not export_settings(spec)["enabled"]:
-        return status
-    done = any(
-        c.get("type") == EXPORT_FAILED and c.get("status") == "False" for c in status.get("conditions", [])
-    )
-    if done and _ours(out / "model"):
+    if not export_due(out, spec, status):
         return status
     try:
         outcome = export_run(out, spec, job_name)

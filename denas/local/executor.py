@@ -10,7 +10,8 @@ Layout of the output directory (see `denas.local.rundir` for who may delete what
 
     DIR/.denas-run.json    the marker: this job's name, spec and stage fingerprints
     DIR/status.json        the status the operator would write into the CR, plus `stages`
-                           (start, completion and wall seconds of the search and the training)
+                           (start, completion and wall seconds of the search, the training and
+                           the export; wall seconds of validation and the report)
     DIR/result.json        the search's result (best structures, Pareto front)
     DIR/search/            search checkpoints, history.jsonl, plots
     DIR/train/             training checkpoints, metrics.json, model.pt, history
@@ -296,10 +297,13 @@ class LocalRun:
 
     # ----- export (denas.export: its own stage; a failure marks ExportFailed, never the job) ---
     def export(self) -> None:
-        from denas.export.stage import local_export
+        from denas.export.stage import export_due, local_export
 
+        if not export_due(self.out, self.job.spec, self.status):  # disabled, or done on a resumed run
+            return
+        started = time.time()
         self.status = local_export(self.out, self.job.spec, self.job.name, self.status)
-        self.save_status()
+        self._stage_time("export", started, finished=True)  # also when it failed: it did run
 
     # ----- processes ------------------------------------------------------------------------
     def _spawn(

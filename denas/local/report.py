@@ -164,7 +164,9 @@ def _summary_html(status: dict[str, Any], out: Path, trained_rank: int) -> str:
     if stages:
         parts = [
             f"{_e(name)} {_seconds(rec.get('seconds'))}"
-            + ("" if rec.get("completionTime") else " (unfinished)")
+            # validate and report run in one piece and record seconds only; a resumable stage
+            # (search, training, export) with a start but no completion did not finish
+            + (" (unfinished)" if rec.get("startTime") and not rec.get("completionTime") else "")
             for name, rec in stages.items()
         ]
         total = sum(rec.get("seconds") or 0 for rec in stages.values())

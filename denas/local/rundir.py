@@ -4,7 +4,8 @@ A run folder carries a marker, `.denas-run.json`, written before anything else: 
 its spec and the same stage fingerprints the operator uses for spec edits
 (`denas.fingerprints`). DeNAS only ever deletes its own entries (`OWN_FILES`, `OWN_DIRS`) in a
 marked folder, never follows a symlink and never touches a folder it did not mark: a user's files
-survive `--fresh`, `--out .` and every rerun.
+survive `--fresh`, `--out .` and every rerun. The export's `model/` folder counts as DeNAS's only
+while it holds the card.json DeNAS writes there (`denas.export.card.written_by_denas`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from denas import status as st
+from denas.export.card import written_by_denas
+from denas.export.status import EXPORT_FAILED
 from denas.fingerprints import changed_fields, fingerprints, search_fields, training_fields
 from denas.job import Job
 
@@ -23,6 +26,9 @@ MARKER = ".denas-run.json"
 # Everything DeNAS writes at the top of a run folder; nothing else there is ever deleted.
 OWN_FILES = ("status.json", "status.json.tmp", "result.json", "report.html")
 OWN_DIRS = ("search", "train", "logs", "plots")
+# The export's folder is DeNAS's only when it holds DeNAS's card.json (`written_by_denas`): a user
+# may keep a `model/` folder of their own in a run folder, and that one is never deleted.
+EXPORT_DIR = "model"
 # What each stage writes, cleared when the stage must run again.
 STAGE_OUTPUTS = {
     "search": ("search", "result.json", "logs/search-events.jsonl"),
@@ -61,11 +67,11 @@ def write_marker(out: Path, job: Job) -> None:
     marker = {
         "kind": "DeNASRun",
         "note": "written by `denas run`: this folder holds one DeNASJob's run; --fresh deletes only "
-        "the entries listed in ownEntries",
+        f"the entries listed in ownEntries ({EXPORT_DIR}/ only while it holds DeNAS's export card.json)",
         "job": job.name,
         "fingerprints": fingerprints(job.spec),
         "spec": job.spec,
-        "ownEntries": [*OWN_FILES, *(f"{d}/" for d in OWN_DIRS)],
+        "ownEntries": [*OWN_FILES, *(f"{d}/" for d in (*OWN_DIRS, EXPORT_DIR))],
     }
     tmp = out / (MARKER + ".tmp")
     tmp.write_text(json.dumps(marker, indent=2) + "\n")
@@ -159,8 +165,12 @@ def _reset_status(out: Path, stages: list[str]) -> None:
         for key in ("bestStructures", "search"):
             status.pop(key, None)
     if "training" in stages:
-        drop |= {st.TRAINING_RUNNING, st.TRAINING_SUCCEEDED}
+        # a new model needs a new export: without this, the export stage would see the last
+        # export's success and keep model/ from the old training
+        drop |= {st.TRAINING_RUNNING, st.TRAINING_SUCCEEDED, EXPORT_FAILED}
         status.pop("training", None)
+        status.pop("modelRef", None)
+        stages = [*stages, "export"]
     status["conditions"] = [c for c in status.get("conditions", []) if c.get("type") not in drop]
     status.pop("completionTime", None)
     for stage in stages:
@@ -197,6 +207,10 @@ def remove_own_entries(out: Path) -> tuple[int, list[str]]:
         elif path.is_dir():
             removed += _remove_tree(path, kept, prefix=f"{name}/")
     own = {*OWN_FILES, *OWN_DIRS, MARKER}
+    export = out / EXPORT_DIR
+    if written_by_denas(export):  # else it is the user's folder: listed as kept below
+        removed += _remove_tree(export, kept, prefix=f"{EXPORT_DIR}/")
+        own.add(EXPORT_DIR)
     kept += [e for e in sorted(os.listdir(out)) if e not in own]
     return removed, kept
 
