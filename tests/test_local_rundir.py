@@ -370,7 +370,10 @@ def test_a_failed_runs_report_leads_with_the_failure(tmp_path: Path):
             },
         ],
         "bestStructures": [{"rank": 0, "hash": "abc", "deScore": 0.87739, "params": 93618, "flops": 2958000}],
-        "stages": {"search": {"seconds": 31.4, "completionTime": "t"}, "training": {"seconds": 3.0}},
+        "stages": {
+            "search": {"seconds": 31.4, "startTime": "t0", "completionTime": "t"},
+            "training": {"seconds": 3.0, "startTime": "t1"},
+        },
     }
     (out / "status.json").write_text(json.dumps(status))
     failure = {"process": "train-1", "rank": 1, "exit_code": 1, "cause": "ValueError: labels out of range"}
