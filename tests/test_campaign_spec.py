@@ -40,6 +40,19 @@ def test_the_sample_expands_to_one_job_per_target_and_budget():
     assert m["kind"] == "DeNASJob" and m["metadata"]["labels"]["denas.io/campaign"] == "digits-campaign"
     assert m["spec"]["constraints"] == {"maxLatencyMs": 5, "maxParams": 100000}
     assert m["spec"]["hardware"]["nodeSelector"] == {"feature.node.kubernetes.io/cpu-model.id": "106"}
+    # cells that differ in budgets draw per-slot streams, so they meet the same structures
+    assert m["spec"]["search"]["randomStreams"] == "perSlot"
+
+
+def test_a_template_that_chooses_the_single_stream_keeps_it():
+    m = sample()
+    m["spec"]["template"]["search"]["randomStreams"] = "single"
+    campaign = load_campaign(m)
+    from denas.campaign.spec import cell_manifest
+
+    assert {cell_manifest(campaign, c)["spec"]["search"]["randomStreams"] for c in campaign.cells()} == {
+        "single"
+    }
 
 
 def test_an_empty_matrix_is_rejected_naming_the_field():

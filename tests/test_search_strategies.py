@@ -6,6 +6,7 @@ import pytest
 from search_support import FAKE, BitSpace, config, drive
 
 from denas.search import SearchConfig, run_search
+from denas.search.config import SearchError
 from denas.search.evaluator import load_scorer
 from denas.search.runner import pareto_front
 from denas.search.strategies import create, rank_records
@@ -209,3 +210,37 @@ def test_crossover_with_a_single_possible_parent_still_makes_children(extra):
     s = create(toy_config("ea", population=8, crossoverNum=3, mutationNum=1, seed=0, **extra))
     archive = drive(s, space, 4)
     assert len(archive) >= 8 + 3 * 3  # the degenerate crossovers fell back to mutants
+
+
+def _proposals(strategy_name: str, streams: str, seed: int, admit=None) -> list[str]:
+    space = BitSpace(16)
+    strategy = create(toy_config(strategy_name, population=8, seed=seed, randomStreams=streams))
+    from denas.search.strategies import Context
+
+    ctx = Context(space=space, config=strategy.config, admit=admit or (lambda s: None), archive={})
+    return [space.hash(s) for s in strategy.ask(ctx)]
+
+
+@pytest.mark.parametrize("strategy", ["ea", "random"])
+def test_per_slot_streams_confine_a_rejected_draw_to_its_slot(strategy):
+    """A tighter budget that rejects one draw changes that slot's proposal only with perSlot; with
+    the single stream every later proposal shifts (what made campaign cells diverge)."""
+    for streams, later_equal in (("perSlot", True), ("single", False)):
+        free = _proposals(strategy, streams, seed=4)
+        rejected = free[2]
+        tight = _proposals(
+            strategy, streams, seed=4, admit=lambda s, r=rejected: "x" if _hash(s) == r else None
+        )
+        assert tight[:2] == free[:2] and tight[2] != rejected
+        assert (tight[3:] == free[3:]) is later_equal, streams
+
+
+def _hash(structure: dict) -> str:
+    return BitSpace(16).hash(structure)
+
+
+def test_per_slot_streams_are_seeded_and_checked():
+    assert _proposals("ea", "perSlot", seed=1) == _proposals("ea", "perSlot", seed=1)
+    assert _proposals("ea", "perSlot", seed=1) != _proposals("ea", "perSlot", seed=2)
+    with pytest.raises(SearchError, match=r"spec.search.randomStreams: Unsupported value: 'slot'"):
+        toy_config("ea", randomStreams="slot")

@@ -133,6 +133,9 @@ def cell_spec(name: str, spec: Mapping[str, Any], cell: Cell) -> dict[str, Any]:
         out.setdefault("training", {})["resources"] = copy.deepcopy(target["resources"])
     constraints = out.setdefault("constraints", {})
     constraints.update({k: budget[k] for k in CONSTRAINT_FIELDS if k in budget})
+    # cells that differ only in budgets then propose the same structures wherever their
+    # populations agree, so the score store serves them (the template may say "single")
+    out.setdefault("search", {}).setdefault("randomStreams", "perSlot")
     store = score_store_dir(name, spec)
     if store:
         out.setdefault("storage", {})["scoreStore"] = store

@@ -52,6 +52,11 @@ class SearchConfig:
     warmup_proxy: str = "score"
     move_proposals: int = 0
     surrogate: bool = False
+    #: "single": one random stream for the whole search; "perSlot": every proposal slot of every
+    #: generation draws from its own stream (seed, generation, slot) and parents are chosen by
+    #: rendezvous hashing, so searches that differ only in their budgets propose the same
+    #: structures wherever their populations agree (campaign cells share their scores)
+    random_streams: str = "single"
     constraints: Constraints = field(default_factory=Constraints)
     #: ``spec.score`` as written (proxies, weights, batchSize, latency {...})
     score: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +115,7 @@ class SearchConfig:
             warmup_proxy=search.get("warmupProxy", "score"),
             move_proposals=search.get("moveProposals", 0),
             surrogate=bool(search.get("surrogate", False)),
+            random_streams=search.get("randomStreams", "single"),
             constraints=Constraints(cons.get("maxParams"), cons.get("maxFlops"), cons.get("maxLatencyMs")),
             score=copy.deepcopy(dict(spec.get("score") or {})),
             ipex=hardware.get("ipex", "auto"),
@@ -146,6 +152,11 @@ class SearchConfig:
                 "score, params, flops"
             )
         _int_at_least("spec.search.moveProposals", self.move_proposals, 0)
+        if self.random_streams not in ("single", "perSlot"):
+            raise SearchError(
+                f"spec.search.randomStreams: Unsupported value: {self.random_streams!r}: supported values: "
+                "single, perSlot"
+            )
         for name, value in (("selectNum", self.select_num), ("mutationNum", self.mutation_num)):
             if value is not None:
                 _int_at_least(f"spec.search.{name}", value, 1 if name == "selectNum" else 0)
@@ -247,6 +258,8 @@ class SearchConfig:
                 "moveProposals": self.move_proposals,
                 "surrogate": self.surrogate,
                 "selection": self.selection.to_json(),
+                # only when set: the fingerprint of a search that does not use it stays the same
+                **({"randomStreams": self.random_streams} if self.random_streams != "single" else {}),
             },
             "constraints": {
                 k: v

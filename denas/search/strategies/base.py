@@ -9,6 +9,7 @@ back through ``tell`` in the same order.  A strategy's whole state is picklable 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -103,6 +104,27 @@ class Strategy:
         self.config = config
         self.rng = random.Random(config.seed)
         self.generation = 0
+
+    def slot_rng(self, slot: int) -> random.Random:
+        """The random stream of one proposal slot of this generation.
+
+        ``randomStreams: single`` (default): the search's one stream, so a draw anywhere shifts
+        every later one.  ``perSlot``: a stream of its own, seeded by (seed, generation, slot), so
+        a structure that one search rejects (a tighter budget) and another accepts changes only
+        that slot's draws, never the other slots' (common random numbers across the cells of a
+        campaign).
+        """
+        if self.config.random_streams != "perSlot":
+            return self.rng
+        return random.Random(f"denas-slot:{self.config.seed}:{self.generation}:{slot}")
+
+    def rendezvous(self, members: Sequence[Record], slot: int, draw: int, k: int = 1) -> list[Record]:
+        """``k`` members drawn uniformly without replacement, by rendezvous hashing: the ones whose
+        hash of (seed, generation, slot, draw, member) is smallest.  Two populations that differ in
+        a few members pick the same parents except where a differing member wins the draw, where a
+        positional ``rng.choice`` would shift after the first difference."""
+        key = f"{self.config.seed}:{self.generation}:{slot}:{draw}:"
+        return sorted(members, key=lambda r: hashlib.sha256((key + r["hash"]).encode()).digest())[:k]
 
     def ask(self, ctx: Context) -> list[Structure]:
         raise NotImplementedError

@@ -42,7 +42,7 @@ class RandomSearch(Strategy):
     """``population`` fresh random structures per generation; the result ranks all of them."""
 
     def ask(self, ctx: Context) -> list[Structure]:
-        return ctx.propose(lambda: ctx.space.sample(self.rng), self.config.population)
+        return _sample(self, ctx, self.config.population)
 
 
 @register("ea")
@@ -58,7 +58,7 @@ class Evolution(Strategy):
     def ask(self, ctx: Context) -> list[Structure]:
         if not self.population:
             n = max(self.config.population, self.config.warmup)
-            proposals = ctx.propose(lambda: ctx.space.sample(self.rng), n)
+            proposals = _sample(self, ctx, n)
             if self.config.warmup_proxy != "score":
                 size = (
                     ctx.space.count_params if self.config.warmup_proxy == "params" else ctx.space.count_flops
@@ -73,22 +73,26 @@ class Evolution(Strategy):
         k = max(1, self.config.move_proposals)
         prob = self.config.mutation_prob
         for slot in range(self.config.mutations):
-            parent = self._pick_parent()
+            rng = self.slot_rng(slot)
+            parent = self._pick_parent(rng, slot, 0)
             neighbours = ctx.propose(
-                lambda p=parent: ctx.space.mutate(p["structure"], self.rng, prob), k, taken
+                lambda p=parent, rng=rng: ctx.space.mutate(p["structure"], rng, prob), k, taken
             )
             self._extend(proposals, neighbours, slot, [parent["hash"]])
         for slot in range(self.config.mutations, self.config.mutations + self.config.crossovers):
-            a, b = self._pick_parent(), self._pick_parent()
-            for _ in range(PARENT_TRIES):  # a crossover of a structure with itself is a no-op
+            rng = self.slot_rng(slot)
+            a, b = self._pick_parent(rng, slot, 0), self._pick_parent(rng, slot, 1)
+            for draw in range(2, PARENT_TRIES + 2):  # a crossover of a structure with itself is a no-op
                 if b["hash"] != a["hash"]:
                     break
-                b = self._pick_parent()
+                b = self._pick_parent(rng, slot, draw)
             child = ctx.propose(
-                lambda a=a, b=b: ctx.space.crossover(a["structure"], b["structure"], self.rng), 1, taken
+                lambda a=a, b=b, rng=rng: ctx.space.crossover(a["structure"], b["structure"], rng), 1, taken
             )
             if not child:  # the parents only combine into known or illegal structures: mutate instead
-                child = ctx.propose(lambda a=a: ctx.space.mutate(a["structure"], self.rng, prob), 1, taken)
+                child = ctx.propose(
+                    lambda a=a, rng=rng: ctx.space.mutate(a["structure"], rng, prob), 1, taken
+                )
             self._extend(proposals, child, slot, [a["hash"], b["hash"]])
         return proposals
 
@@ -99,11 +103,19 @@ class Evolution(Strategy):
         self.groups.extend([slot] * len(new))
         self.parent_log.append((self.generation, parents))
 
-    def _pick_parent(self) -> Record:
+    def _pick_parent(self, rng, slot: int, draw: int) -> Record:
+        per_slot = self.config.random_streams == "perSlot"
         if self.config.aging:
             size = min(self.config.parents, len(self.population))
-            return max(self.rng.sample(self.population, size), key=fitness_key)
-        return self.rng.choice(self.population[: self.config.parents])
+            pool = (
+                self.rendezvous(self.population, slot, draw, size)
+                if per_slot
+                else rng.sample(self.population, size)
+            )
+            return max(pool, key=fitness_key)
+        if per_slot:
+            return self.rendezvous(self.population[: self.config.parents], slot, draw)[0]
+        return rng.choice(self.population[: self.config.parents])
 
     # ----- tell -----
     def tell(self, ctx: Context, records: list[Record]) -> None:
@@ -126,6 +138,18 @@ class Evolution(Strategy):
         else:
             self.population = rank_records(_unique(self.population + children))[: self.config.population]
         super().tell(ctx, records)
+
+
+def _sample(strategy: Strategy, ctx: Context, n: int) -> list[Structure]:
+    """``n`` distinct random structures: from the one stream, or one per slot (``perSlot``)."""
+    if strategy.config.random_streams != "perSlot":
+        return ctx.propose(lambda: ctx.space.sample(strategy.rng), n)
+    taken: set[str] = set()
+    out: list[Structure] = []
+    for slot in range(n):
+        rng = strategy.slot_rng(slot)
+        out.extend(ctx.propose(lambda rng=rng: ctx.space.sample(rng), 1, taken))
+    return out
 
 
 def _unique(records: list[Record]) -> list[Record]:
