@@ -8,6 +8,7 @@ import random
 import threading
 import time
 
+import pytest
 from search_support import FAKE
 
 from denas.search import SearchConfig, run_search
@@ -191,6 +192,30 @@ def test_a_store_record_of_another_scorer_or_code_version_is_not_reused(tmp_path
     ):
         assert store.key("abc", "settings", 7, other) != key
     assert store.key("abc", "settings", 8, mine) != key  # another seed
+
+
+@pytest.mark.parametrize(
+    "edited",
+    ["denas/train/tasks.py", "denas/train/taskdata.py", "denas/search/score_inputs.py", "denas.data"],
+)
+def test_an_edit_to_the_loss_or_the_scoring_batch_changes_the_scoring_code_version(monkeypatch, edited):
+    """A DE-Score is scored with the training loss on a batch of the job's data: records scored
+    before an edit of either must not be reused after it."""
+    from denas.search import score_store
+
+    scorer = DeNASScorer()
+    before = score_store.scoring_code_version(scorer)
+    real_file, real_package = score_store._file_digest, score_store._package_digest
+
+    def file_digest(path: str) -> str:
+        return "edited" if path.replace("\\", "/").endswith(edited) else real_file(path)
+
+    def package_digest(package: str) -> str:
+        return "edited" if package == edited else real_package(package)
+
+    monkeypatch.setattr(score_store, "_file_digest", file_digest)
+    monkeypatch.setattr(score_store, "_package_digest", package_digest)
+    assert score_store.scoring_code_version(scorer) != before
 
 
 def test_a_waiting_job_gets_the_score_its_peer_is_computing(tmp_path):

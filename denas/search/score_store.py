@@ -45,8 +45,17 @@ log = logging.getLogger(__name__)
 
 #: this process's identity in its claims (pids repeat across container restarts)
 _PROCESS = uuid.uuid4().hex
-#: packages whose source decides a DE-Score: the proxies and how a structure becomes a model
-SCORING_PACKAGES = ("denas.scores", "denas.spaces")
+#: packages whose source decides a DE-Score: the proxies, how a structure becomes a model, and how
+#: the job's data become the scoring batch
+SCORING_PACKAGES = ("denas.scores", "denas.spaces", "denas.data")
+#: single modules that decide it too: the scoring batch and the training loss scored with, the
+#: scorer that puts them together
+SCORING_MODULES = (
+    ("denas.search", "score_inputs.py"),
+    ("denas.search", "evaluator.py"),
+    ("denas.train", "tasks.py"),
+    ("denas.train", "taskdata.py"),
+)
 
 
 @functools.cache
@@ -83,6 +92,7 @@ def scoring_code_version(scorer: Any = None) -> str:
     from denas import __version__
 
     parts = [__version__, *(_package_digest(p) for p in SCORING_PACKAGES)]
+    parts += [_file_digest(str(resources.files(pkg) / name)) for pkg, name in SCORING_MODULES]
     module = scorer_identity(scorer).partition(":")[0] if scorer is not None else "denas.scores"
     if not module.startswith("denas.scores"):
         import sys
