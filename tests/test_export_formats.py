@@ -72,7 +72,7 @@ def test_ipex_variant_is_measured_and_reported_and_loads_with_ipex_only(tmp_path
         assert diffs["ipex-bf16"] < 0.05  # bf16: close, not fp32-exact
 
 
-def test_card_has_every_section_the_issue_asks_for(tmp_path: Path):
+def test_card_has_every_section_the_issue_asks_for(tmp_path: Path, monkeypatch):
     trained = initialised("cnn", {"preset": "digits"})
     result = {
         "best": [
@@ -84,8 +84,11 @@ def test_card_has_every_section_the_issue_asks_for(tmp_path: Path):
             }
         ]
     }
-    card = export_model(trained, tmp_path / "m", spec=SPEC, job_name="j", result=result, with_ipex=False)
+    monkeypatch.setenv("NODE_NAME", "xeon-pool-node-7")  # a pod's spec.nodeName (downward API)
+    spec = {**SPEC, "hardware": {"nodeSelector": {"denas.io/pool": "spr"}}}
+    card = export_model(trained, tmp_path / "m", spec=spec, job_name="j", result=result, with_ipex=False)
     assert card["scores"] == {"de_score": 1.5, "zen": 3.0}
+    assert card["latency"]["hardware"]["node"] == "xeon-pool-node-7"
     assert card["params"] == card["params_analytic"] > 0 and card["flops"] > 0
     assert card["latency"]["hardware"]["cpu"] and card["latency"]["hardware"]["threads"] >= 1
     assert card["latency"]["hardware"]["load_average_1m"] is not None
@@ -94,8 +97,9 @@ def test_card_has_every_section_the_issue_asks_for(tmp_path: Path):
         "torchscript",
         "onnxruntime",
     }
-    assert card["spec"] == SPEC and len(card["spec_hash"]) == 64 and card["denas_version"]
+    assert card["spec"] == spec and len(card["spec_hash"]) == 64 and card["denas_version"]
     md = (tmp_path / "m" / "card.md").read_text()
+    assert "Node xeon-pool-node-7 in the pool selected by denas.io/pool=spr" in md
     for needle in ("zen", "FLOPs", "Latency on this node", "Training", "sha256", "model.onnx"):
         assert needle in md
 

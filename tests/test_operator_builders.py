@@ -39,7 +39,7 @@ def job(**spec_overrides) -> JobRef:
 
 
 def env_of(pod) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    return {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
 
 
 def test_search_pods_share_one_rendezvous_on_rank_zero():
@@ -322,3 +322,14 @@ def test_worker_uid_comes_from_the_operator_env(monkeypatch):
         for c in pod["spec"]["containers"] + pod["spec"]["initContainers"]
     )
     assert restricted_violations(pod) == []
+
+
+def test_search_and_training_pods_know_their_node_from_the_downward_api():
+    """The node names itself in a hardware-mismatch error and in the model card's latency section."""
+    j = job()
+    for pod in build_search_pods(j) + build_training_pods(j):
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        assert env["NODE_NAME"] == {
+            "name": "NODE_NAME",
+            "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}},
+        }

@@ -85,6 +85,12 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
+def _pool(spec: dict[str, Any]) -> str:
+    """The job's node pool as its spec.hardware.nodeSelector says it (empty: any node)."""
+    selector = ((spec or {}).get("hardware") or {}).get("nodeSelector") or {}
+    return ", ".join(f"{k}={v}" for k, v in sorted(selector.items()))
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     lat, train = card["latency"], card["training"]
     lines = [
@@ -112,6 +118,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- final {train['metric_name']}: {_fmt(train['metric'])}",
         "",
         "## Latency on this node",
+        f"Node {_fmt(lat['hardware'].get('node'))}"
+        + (f" in the pool selected by {_pool(card['spec'])}" if _pool(card["spec"]) else "")
+        + ": "
         f"CPU {lat['hardware']['cpu']} (flags {', '.join(lat['hardware']['cpu_flags']) or 'none'}), "
         f"{lat['hardware']['threads']} threads, batch {lat['batch_size']}, median of {lat['rounds']} interleaved rounds; "
         f"1-min load average {lat['hardware'].get('load_average_1m')} on {lat['hardware'].get('cpus')} CPUs "

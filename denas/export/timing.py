@@ -76,4 +76,6 @@ def hardware() -> dict[str, Any]:
         # a loaded node inflates eager PyTorch most (many small parallel regions): say how loaded
         "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "cpus": os.cpu_count(),
+        # the node measured on: the pod's spec.nodeName (downward API), else this host's name
+        "node": os.environ.get("NODE_NAME") or os.environ.get("DENAS_NODE_NAME") or platform.node() or None,
     }

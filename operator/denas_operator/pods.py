@@ -284,7 +284,11 @@ def _container(
         "image": worker_image(job.spec),
         "imagePullPolicy": job.spec.get("imagePullPolicy", "IfNotPresent"),
         "command": command,
-        "env": _env_list(env),
+        # the node a pod runs on names itself in hardware errors and in the model card's latency
+        "env": [
+            *_env_list(env),
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        ],
         "volumeMounts": mounts,
         "securityContext": restricted_container_security(),
         "ports": ports,

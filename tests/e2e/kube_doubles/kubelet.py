@@ -381,7 +381,7 @@ class Kubelet:
     def _exec(
         self, running: RunningPod, pod: Any, container: Any, mounts: dict[str, Path], listed: list[Any]
     ) -> int:
-        raw_env = {e.name: e.value or "" for e in container.env or []}
+        raw_env = {e.name: e.value or _field_ref(pod, e) for e in container.env or []}
         ports = self._port_map(pod.metadata.namespace, raw_env, listed)
         # Every pod shares this host: a container's own listening ports (e.g. "metrics") get free
         # local ones, recorded so tests can scrape them (`host_ports`).
@@ -427,3 +427,11 @@ class Kubelet:
 
 class _ConfigError(Exception):
     pass
+
+
+def _field_ref(pod: Any, var: Any) -> str:
+    """The downward API's spec.nodeName (this host's node name); other references resolve to ""."""
+    ref = getattr(getattr(var, "value_from", None), "field_ref", None)
+    if ref is not None and ref.field_path == "spec.nodeName":
+        return pod.spec.node_name or "fake-node"
+    return ""
