@@ -3,6 +3,7 @@ the top-K on digits, its record in result.json, validation, resume after a kill,
 
 from __future__ import annotations
 
+import copy
 import json
 import signal
 
@@ -175,6 +176,26 @@ def test_bad_selection_settings_are_rejected_naming_the_field(search, training, 
     with pytest.raises(JobValidationError) as err:
         load_job(_manifest(search, training))
     assert field in str(err.value)
+
+
+def test_selection_without_training_is_checked_after_the_api_servers_defaults_too():
+    """On a cluster the API server fills spec.training.dataset with digits before the operator
+    validates: a bert job that only searches and asks for selection must not train on digits."""
+    from denas.job import apply_defaults, openapi_schema, validate_manifest
+
+    manifest = _manifest({"selection": {"enabled": True}}, {"enabled": False})
+    manifest["spec"]["domain"] = "bert"
+    defaulted = apply_defaults(openapi_schema(), copy.deepcopy(manifest))
+    assert defaulted["spec"]["training"]["dataset"] == {"name": "digits"}
+    errors = validate_manifest(defaulted)
+    assert any(
+        e.startswith("spec") and "spec.training.dataset.name does not fit spec.domain" in e for e in errors
+    )
+    # the same job with a data set that fits, or without selection, is fine
+    defaulted["spec"]["training"]["dataset"] = {"name": "synthetic-text"}
+    assert validate_manifest(defaulted) == []
+    manifest["spec"]["search"]["selection"]["enabled"] = False
+    assert validate_manifest(apply_defaults(openapi_schema(), copy.deepcopy(manifest))) == []
 
 
 def test_the_engine_rejects_the_same_settings_without_the_schema():
