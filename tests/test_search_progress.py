@@ -148,3 +148,24 @@ def test_the_terminal_bars_show_start_up_lines_and_a_bar_inside_the_generation(c
     assert bars.current["search"].n == 1
     bars.close()
     assert "search: importing torch" in capsys.readouterr().err
+
+
+def test_the_rung_bars_grow_when_the_surrogate_adds_runs_to_rung_0():
+    """Rung 0 starts with topK runs; the selection surrogate's picks join it (12 + 4 by default):
+    the bar's total follows, in `denas run` and in `denas search` alike."""
+    from denas.local.command import _Bars
+
+    first = {"rung": 0, "rungs": 3, "done": 12, "total": 12}
+    grown = {"rung": 0, "rungs": 3, "done": 14, "total": 16}
+    bars = _Bars("bar")
+    for sel in (first, grown):
+        bars("search", {"event": "selection", "selection": sel})
+    bar = bars.current["selection rung 1/3"]
+    assert (bar.n, bar.total) == (14, 16)
+    bars.close()
+
+    progress = Progress(3, stream=io.StringIO(), bar=True)
+    for sel in (first, grown):
+        progress.event({"event": "selection", "selection": sel})
+    assert (progress.rung_bar.n, progress.rung_bar.total) == (14, 16)
+    progress.close()

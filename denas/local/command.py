@@ -103,8 +103,11 @@ class _Bars:
         name = f"selection rung {sel['rung'] + 1}/{sel['rungs']}"
         if name not in self.current:
             self.current[name] = tqdm(total=sel["total"], desc=name, unit="run", file=sys.stderr, leave=True)
-        self.current[name].n = int(sel["done"])
-        self.current[name].refresh()
+        bar = self.current[name]
+        if bar.total != sel["total"]:  # rung 0 grows by the surrogate's (and steering's) picks
+            bar.total = sel["total"]
+        bar.n = int(sel["done"])
+        bar.refresh()
 
     def close(self) -> None:
         for bar in self.current.values():

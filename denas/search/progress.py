@@ -188,6 +188,8 @@ class Progress:
                 unit="run",
                 file=sys.stderr,
             )
+        if self.rung_bar.total != sel["total"]:  # rung 0 grows by the surrogate's (and steering's) picks
+            self.rung_bar.total = sel["total"]
         self.rung_bar.n = sel["done"]
         self.rung_bar.refresh()
 
