@@ -198,6 +198,20 @@ def test_selection_without_training_is_checked_after_the_api_servers_defaults_to
     assert validate_manifest(apply_defaults(openapi_schema(), copy.deepcopy(manifest))) == []
 
 
+def test_a_search_only_job_with_selection_scores_on_the_data_selection_trains_on():
+    from denas.search.score_inputs import label as score_inputs_label
+
+    job = load_job(
+        _manifest({"selection": {"enabled": True}}, {"enabled": False, "dataset": {"name": "digits"}})
+    )
+    config = SearchConfig.from_spec(job.spec)
+    assert config.selection.enabled and config.dataset == {"name": "digits"}
+    assert score_inputs_label(config) == "dataset:digits"
+    # without selection and training the search has no data: synthetic inputs
+    plain = SearchConfig.from_spec(load_job(_manifest({}, {"enabled": False})).spec)
+    assert plain.dataset is None and score_inputs_label(plain) == "synthetic"
+
+
 def test_the_engine_rejects_the_same_settings_without_the_schema():
     base = {"domain": "cnn", "search": {"population": 4, "generations": 2}, "training": {"enabled": True}}
     for selection, field in (

@@ -129,6 +129,10 @@ class SearchConfig:
         from denas.search.select_stage import settings_from_spec
 
         config.selection = settings_from_spec(spec)
+        if config.dataset is None and config.selection.enabled:
+            # a search that trains its top candidates on a data set (selection without the final
+            # training) scores them on that data set too, with the training loss
+            config.dataset = copy.deepcopy(config.selection.dataset)
         config.check()
         return config
 
