@@ -24,6 +24,8 @@ def reduced_digits(tmp_path: Path, **overrides) -> Path:
     manifest = yaml.safe_load(SAMPLE.read_text())
     spec = manifest["spec"]
     spec["search"].update(population=6, generations=2, warmup=4)
+    # selection stays on (the default) with a smaller budget: 4 + 1 surrogate pick at 1 epoch, 2 at 2
+    spec["search"]["selection"] = {"topK": 4, "surrogateExtra": 1, "maxEpochs": 2}
     spec["training"].update(epochs=3)
     for path, value in overrides.items():
         node = spec
@@ -72,6 +74,15 @@ def test_digits_runs_end_to_end_and_writes_the_operator_status(finished_run: Pat
     assert [b["hash"] for b in result["best"]][: len(status["bestStructures"])] == [
         b["hash"] for b in status["bestStructures"]
     ]
+    # the selection stage ran in `denas run` as on the cluster: the winner is the best at the top
+    # rung, leads the status with its short-training metric, and keeps its train-free rank
+    selection = result["selection"]
+    assert {r["rung"] for r in selection["runs"]} == {0, 1}
+    winner = status["bestStructures"][0]
+    assert winner["hash"] == selection["winner"] and winner["selection"]["rung"] == 1
+    top = [r for r in selection["runs"] if r["rung"] == 1 and r["status"] == "ok"]
+    assert winner["selection"]["metric"] == max(r["metric"] for r in top)
+    assert isinstance(winner["trainFreeRank"], int)
 
 
 @pytest.mark.slow
