@@ -122,6 +122,82 @@ def test_cli_refuses_an_unknown_field_before_any_work(tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
 
 
+BAD_CHOICES = [
+    # (field, choices, what the one error line says after the field path); before these checks:
+    ("num_attention_heads", [0], "[0]: Invalid value: 0: must be an integer >= 1"),  # ZeroDivisionError
+    (
+        "num_hidden_layers",
+        ["two"],
+        '[0]: Invalid value: "two": must be an integer >= 1',
+    ),  # failed in the search
+    ("intermediate_size", [32, -5], "[1]: Invalid value: -5: must be an integer >= 1"),  # failed in build
+    ("hidden_size", [0], "[0]: Invalid value: 0: must be an integer >= 1"),  # failed in build
+    ("num_hidden_layers", [-1], "[0]: Invalid value: -1: must be an integer >= 1"),  # no encoder layers
+    ("max_position_embeddings", [8], "[0]: Invalid value: 8: must be >= searchSpace.seq_len (16)"),  # forward
+]
+
+
+@pytest.mark.parametrize(("field", "values", "message"), BAD_CHOICES, ids=[c[0] for c in BAD_CHOICES])
+def test_validate_refuses_a_bad_choice_value_naming_it(tmp_path, field, values, message):
+    manifest = job_manifest()
+    manifest["spec"]["searchSpace"]["huggingface"]["choices"][field] = values
+    job = tmp_path / "bad.yaml"
+    job.write_text(yaml.safe_dump(manifest))
+    proc = denas("validate", str(job), timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert f"spec.searchSpace.huggingface.choices.{field}{message}" in output
+    assert "Traceback" not in output
+
+
+def test_run_refuses_positions_shorter_than_the_sequences_before_any_work(tmp_path):
+    manifest = job_manifest()
+    manifest["spec"]["searchSpace"]["huggingface"]["choices"]["max_position_embeddings"] = [8, 32]
+    job = tmp_path / "bad.yaml"
+    job.write_text(yaml.safe_dump(manifest))
+    proc = denas("run", str(job), "--out", str(tmp_path / "out"), timeout=300)
+    assert proc.returncode == 2
+    assert "spec.searchSpace.huggingface.choices.max_position_embeddings[0]: Invalid value: 8" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("choices", "message"),
+    [
+        (
+            {"hidden_dropout_prob": [0.1, 1.5]},
+            "hidden_dropout_prob[1]: Invalid value: 1.5: must be a number in [0, 1]",
+        ),
+        ({"layer_norm_eps": [0.0]}, "layer_norm_eps[0]: Invalid value: 0.0: must be a number > 0"),
+        ({"hidden_act": ["gelu", "gelo"]}, 'hidden_act[1]: Invalid value: "gelo": not an activation'),
+        ({"num_hidden_layers": [True]}, "num_hidden_layers[0]: Invalid value: true: must be an integer >= 1"),
+        ({"num_hidden_layers": {"min": 0, "max": 2}}, "num_hidden_layers: Invalid value: 0: must be"),
+        ({"num_hidden_layers": [[1, 2]]}, "num_hidden_layers[0]: Invalid value: [1, 2]: must be"),
+    ],
+)
+def test_choice_values_have_the_type_and_range_of_their_field(choices, message):
+    with pytest.raises(spaces.StructureError) as info:
+        space(CONFIG, {**CHOICES, **choices})
+    assert f"searchSpace.huggingface.choices.{message}" in str(info.value)
+
+
+def test_legal_choices_of_other_types_are_kept():
+    sp = space(
+        CONFIG,
+        {
+            **CHOICES,
+            "hidden_dropout_prob": [0, 0.1, 0.1],
+            "hidden_act": ["relu", "gelu"],
+            "max_position_embeddings": [16, 32],
+        },
+    )
+    assert sp.choices["hidden_dropout_prob"] == [0, 0.1]
+    assert sp.choices["hidden_act"] == ["gelu", "relu"]
+    s = {**sp.sample(random.Random(0)), "hidden_act": "relu", "max_position_embeddings": 16}
+    inputs, _ = sp.example_inputs(2)
+    assert sp.build(s)(inputs).shape == (2, 2)
+
+
 def test_scored_with_the_transformer_defaults():
     from denas.scores import descore
 
