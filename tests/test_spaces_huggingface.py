@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -196,6 +197,37 @@ def test_legal_choices_of_other_types_are_kept():
     s = {**sp.sample(random.Random(0)), "hidden_act": "relu", "max_position_embeddings": 16}
     inputs, _ = sp.example_inputs(2)
     assert sp.build(s)(inputs).shape == (2, 2)
+
+
+def test_qa_heads_read_the_width_from_the_model_when_the_choices_omit_hidden_size(tmp_path):
+    import torch
+
+    from denas.export.load import load_trained
+    from denas.train.taskdata import TaskData
+    from denas.train.tasks import QATask, SpanQA
+
+    config = {**CONFIG, "hidden_size": 16, "intermediate_size": 32}
+    sp = space(config, {"num_hidden_layers": [1, 2], "num_attention_heads": [2, 4]})
+    structure = sp.sample(random.Random(0))
+    assert "hidden_size" not in structure
+    qa = TaskData(space=sp, data=SimpleNamespace(task="qa"), dataset={"name": "squad"}).build(structure)
+    assert isinstance(qa, SpanQA) and qa.span.in_features == 16
+    inputs, _ = sp.example_inputs(3)
+    logits = qa(inputs)
+    assert logits.shape == (3, 16, 2)
+    # DDP rejects trainable parameters without a gradient: the unused pooler and classifier are frozen
+    targets = {"start_positions": torch.tensor([1, 2, 3]), "end_positions": torch.tensor([2, 3, 4])}
+    QATask().loss(logits, targets).backward()
+    trainable = [n for n, p in qa.named_parameters() if p.requires_grad]
+    assert trainable and [n for n, p in qa.named_parameters() if p.requires_grad and p.grad is None] == []
+    assert not any(".pooler." in n or ".classifier." in n for n in trainable)
+    # the loader rebuilds the heads the same way (a model.pt as `denas train` saves it)
+    saved = {"domain": "huggingface", "structure": structure, "space_config": sp.config}
+    torch.save({**saved, "state_dict": qa.state_dict()}, tmp_path / "model.pt")
+    trained = load_trained(tmp_path / "model.pt")
+    assert trained.task == "qa"
+    with torch.no_grad():
+        assert torch.allclose(trained.model(inputs), qa.eval()(inputs), atol=1e-6)
 
 
 def test_scored_with_the_transformer_defaults():
