@@ -133,16 +133,19 @@ def export_onnx(
 def export_huggingface(
     trained: Trained, out: Path, inputs: tuple[torch.Tensor, ...], expected: torch.Tensor
 ) -> dict[str, Any]:
-    """A ``save_pretrained`` folder (config.json + model.safetensors). The bert space builds on
-    transformers' own ``BertModel``, so its weights map 1:1 onto ``BertForSequenceClassification``
-    (or ``BertForQuestionAnswering`` for a QA run): ``AutoModel`` loads the encoder and the
-    ``AutoModelFor*`` class loads the head too."""
+    """A ``save_pretrained`` folder (config.json + model.safetensors). The huggingface space's
+    model is a transformers model already (`denas.export.hf_native`; sequence classification
+    only, skipped for a QA run). The bert space builds on transformers' own ``BertModel``, so its
+    weights map 1:1 onto ``BertForSequenceClassification`` (or ``BertForQuestionAnswering`` for a
+    QA run): ``AutoModel`` loads the encoder and the ``AutoModelFor*`` class loads the head too."""
     if trained.domain == "huggingface":  # the space's model is a transformers model already
         from denas.export.hf_native import export_native
 
         return export_native(trained, out / "huggingface", inputs, expected)
     if trained.domain != "bert":
-        return {"skipped": f"only the bert domain is built on transformers (this is {trained.domain})"}
+        return {
+            "skipped": f"only the bert and huggingface domains are built on transformers (this is {trained.domain})"
+        }
     from transformers import AutoModel, BertForQuestionAnswering, BertForSequenceClassification
 
     folder = out / "huggingface"

@@ -84,7 +84,7 @@ def load_trained(model_file: Path) -> Trained:
     if any(k.startswith("span.") for k in state):
         from denas.train.tasks import SpanQA
 
-        model, task = SpanQA(model, structure["hidden_size"]), "qa"
+        model, task = SpanQA(model), "qa"  # as wide as the built model's config
     model.load_state_dict(state)
     model.eval()
     return Trained(

@@ -7,14 +7,20 @@ alone with ``AutoModelForSequenceClassification.from_config`` (nothing is downlo
 plain logits; ``forward_features`` gives the base model's last hidden states.
 
 Everything is checked when the space is made (so before any search): every choice must be a field
-of that config class, and every ``hidden_size`` must be divisible by some ``num_attention_heads``
-(sampling, mutation and crossover only produce legal pairs).
+of that config class; every value must have the type of that field in the config (integers for
+integer fields, >= 1 for sizes, counts and layers; numbers for float fields, in [0, 1] for dropout
+probabilities and > 0 for epsilons; booleans for boolean fields; a known activation name for
+``*_act``); every ``hidden_size`` must be divisible by some ``num_attention_heads`` (sampling,
+mutation and crossover only produce legal pairs); and every ``max_position_embeddings`` must hold
+``seq_len`` tokens.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +73,54 @@ def load_config_dict(value: Any) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             raise StructureError(f"{KEY}.config", f"{path}: not a readable JSON config ({exc})") from None
     raise StructureError(f"{KEY}.config", f"expected a dict or a local path, got {type(value).__name__}")
+
+
+#: integer fields that are sizes, counts or layers: >= 1 (``0`` heads divides by zero, ``-1``
+#: layers builds a model without any)
+SIZE_FIELD = re.compile(r"(^num_|^n_|_size$|_layers?$|_heads?$|_dim$|^dim$|_embeddings$|_embd$|_inner$)")
+
+
+def _is_probability(field: str) -> bool:
+    return "dropout" in field or field.endswith("_prob")
+
+
+def _choice_problem(field: str, base: Any, value: Any) -> str | None:
+    """Why ``value`` cannot be a choice of ``field``, whose value in the base config is ``base``."""
+    if isinstance(base, bool):
+        return None if isinstance(value, bool) else "must be a boolean (true or false)"
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(base, int) or (base is None and SIZE_FIELD.search(field)):
+        if SIZE_FIELD.search(field):
+            return None if is_int and value >= 1 else "must be an integer >= 1"
+        return None if is_int else "must be an integer"
+    if isinstance(base, float):
+        if not (is_int or isinstance(value, float)) or not math.isfinite(value):
+            return "must be a finite number"
+        if _is_probability(field) and not 0 <= value <= 1:
+            return "must be a number in [0, 1]"
+        if "eps" in field and value <= 0:
+            return "must be a number > 0"
+        return None
+    if isinstance(base, str):
+        if not isinstance(value, str):
+            return "must be a string"
+        if field.endswith("_act"):
+            from transformers.activations import ACT2FN
+
+            if value not in ACT2FN:
+                return f"not an activation; use one of {sorted(ACT2FN)}"
+        return None
+    if base is None and _is_probability(field):  # e.g. classifier_dropout: None (use another's)
+        if value is None or (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+        ):
+            return None
+        return "must be a number in [0, 1] (or null)"
+    if base is None:
+        return None if value is None or isinstance(value, (bool, int, float, str)) else "must be a scalar"
+    if not isinstance(value, type(base)):
+        return f"must be a {type(base).__name__}, as in the config"
+    return None
 
 
 class HFClassifier(nn.Module):
@@ -125,7 +179,7 @@ class HuggingFaceSpace(SearchSpace):
                     f"not a field of {type(self.base_config).__name__}; fields include "
                     f"{sorted(k for k in known if k.startswith(('num_', 'hidden', 'intermediate')))}",
                 )
-            self.choices[field] = sorted(set(expand_choices(values, f"huggingface.choices.{field}")))
+            self.choices[field] = self._checked_choices(field, values)
         self.genes = sorted(self.choices)
         for hidden in self._values("hidden_size"):
             if not self._heads_for(hidden):
@@ -133,9 +187,41 @@ class HuggingFaceSpace(SearchSpace):
                     f"{KEY}.choices.num_attention_heads",
                     f"no choice in {self._values('num_attention_heads')} divides hidden_size {hidden}",
                 )
-        positions = getattr(self.base_config, "max_position_embeddings", None)
-        if positions is not None and cfg["seq_len"] > positions:
-            raise StructureError("searchSpace.seq_len", f"must be <= max_position_embeddings ({positions})")
+        if "max_position_embeddings" in self.choices:
+            raw = spec["choices"]["max_position_embeddings"]
+            for i, positions in enumerate(expand_choices(raw, "huggingface.choices.max_position_embeddings")):
+                if cfg["seq_len"] > positions:
+                    where = f"[{i}]" if isinstance(raw, (list, tuple)) else ""
+                    raise StructureError(
+                        f"{KEY}.choices.max_position_embeddings{where}",
+                        f"Invalid value: {positions}: must be >= searchSpace.seq_len ({cfg['seq_len']}), "
+                        "the length of every input sequence",
+                    )
+        else:
+            positions = getattr(self.base_config, "max_position_embeddings", None)
+            if positions is not None and cfg["seq_len"] > positions:
+                raise StructureError(
+                    "searchSpace.seq_len", f"must be <= max_position_embeddings ({positions})"
+                )
+
+    def _checked_choices(self, field: str, values: Any) -> list[Any]:
+        """The choices of ``field``, each checked against the type (and range) of the config's own
+        value, before they are sorted (mixed types cannot be) or reach a model."""
+        expanded = expand_choices(values, f"huggingface.choices.{field}")
+        base = getattr(self.base_config, field, None)
+        for i, value in enumerate(expanded):
+            problem = _choice_problem(field, base, value)
+            if problem:
+                where = f"[{i}]" if isinstance(values, (list, tuple)) else ""
+                raise StructureError(
+                    f"{KEY}.choices.{field}{where}",
+                    f"Invalid value: {json.dumps(value, default=repr)}: {problem}",
+                )
+        unique: list[Any] = []
+        for value in expanded:
+            if value not in unique:
+                unique.append(value)
+        return sorted(unique, key=lambda v: (v is None, isinstance(v, str), v))
 
     def _values(self, field: str) -> list[Any]:
         return self.choices.get(field, [getattr(self.base_config, field)])

@@ -48,8 +48,7 @@ class TaskData:
         if self.data.task == "qa":  # extractive QA needs per-token start/end heads on the encoder
             from denas.train.tasks import SpanQA
 
-            hidden = getattr(getattr(model, "bert", None), "config", None)
-            return SpanQA(model, hidden.hidden_size if hidden else structure["hidden_size"])
+            return SpanQA(model)  # as wide as the built model (a structure may not hold hidden_size)
         return model
 
     def scoring_batch(self, batch_size: int, seed: int) -> tuple[Any, Any]:

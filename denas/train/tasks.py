@@ -100,20 +100,41 @@ class CTCTask:
         return counts[0] / max(counts[1], 1.0)
 
 
-class SpanQA(nn.Module):
-    """Start/end heads over a ``bert`` model's last hidden states (SQuAD-style extractive QA).
+def encoder_hidden_size(encoder: nn.Module) -> int:
+    """The width of ``encoder.forward_features``: its transformers config's ``hidden_size``."""
+    for inner in (getattr(encoder, "bert", None), getattr(encoder, "hf", None)):
+        size = getattr(getattr(inner, "config", None), "hidden_size", None)
+        if size:
+            return int(size)
+    raise ValueError(f"{type(encoder).__name__}: no transformers config to read the hidden size from")
 
-    The encoder's pooler and classifier are dropped: they would get no gradient, which DDP rejects.
+
+class SpanQA(nn.Module):
+    """Start/end heads over an encoder's last hidden states (SQuAD-style extractive QA).
+
+    The encoder is a ``bert`` space model (``.bert``) or a ``huggingface`` space model (``.hf``,
+    a transformers ``*ForSequenceClassification``); the heads' width is its config's
+    ``hidden_size`` (which a structure need not hold: a ``huggingface`` space may keep it fixed).
+    The encoder's pooler and classifier would get no gradient, which DDP rejects: the ``bert``
+    model's are dropped; the ``huggingface`` model's are frozen, so its weights keep their names.
     """
 
-    def __init__(self, encoder: nn.Module, hidden_size: int):
+    def __init__(self, encoder: nn.Module, hidden_size: int | None = None):
         super().__init__()
         self.encoder = encoder
         if hasattr(encoder, "bert"):
             encoder.bert.pooler = None
         if hasattr(encoder, "classifier"):
             encoder.classifier = nn.Identity()
-        self.span = nn.Linear(hidden_size, 2)
+        hf = getattr(encoder, "hf", None)
+        if hf is not None:
+            base = getattr(hf, hf.base_model_prefix)
+            for child in hf.children():
+                if child is not base:
+                    child.requires_grad_(False)
+            if isinstance(getattr(base, "pooler", None), nn.Module):
+                base.pooler.requires_grad_(False)
+        self.span = nn.Linear(hidden_size or encoder_hidden_size(encoder), 2)
 
     def forward(self, inputs: Any) -> torch.Tensor:
         return self.span(self.encoder.forward_features(inputs))  # (B, T, 2): start, end logits
