@@ -25,6 +25,7 @@ from typing import Any
 
 from denas.campaign.local import CELLS
 from denas.campaign.report import build_report, write_report
+from denas.search.checkpoint import atomic_write_json
 
 MARKER = ".denas-report.json"
 OWN_FILES = ("report.json", "pareto.png", "report.html")
@@ -239,20 +240,15 @@ def prepare_report_dir(out: Path, campaign: str) -> None:
                 f"{shown}. DeNAS never overwrites files it did not write: give a new or empty folder "
                 "with --out, or move those files away yourself."
             )
-        tmp = out / (MARKER + ".tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "kind": "DeNASReport",
-                    "note": "written by `denas report --claim`: DeNAS writes only ownEntries here",
-                    "campaign": campaign,
-                    "ownEntries": list(OWN_FILES),
-                },
-                indent=2,
-            )
-            + "\n"
+        atomic_write_json(
+            marker_path,
+            {
+                "kind": "DeNASReport",
+                "note": "written by `denas report --claim`: DeNAS writes only ownEntries here",
+                "campaign": campaign,
+                "ownEntries": list(OWN_FILES),
+            },
         )
-        os.replace(tmp, marker_path)
     elif marker.get("campaign") != campaign:
         raise ReportInputError(
             f"--out {out} holds the report of campaign '{marker.get('campaign')}', and this is "

@@ -44,10 +44,6 @@ def ipex_wanted(spec: dict[str, Any]) -> bool:
     return str((spec.get("hardware") or {}).get("ipex", "auto")) != "off"
 
 
-def _ours(folder: Path) -> bool:
-    return written_by_denas(folder)
-
-
 def _run_format(
     name: str, trained: Trained, out: Path, inputs: tuple, expected: torch.Tensor
 ) -> dict[str, Any]:
@@ -147,7 +143,7 @@ def export_run(
     """
     model_file = model_file or run_dir / "train" / "model.pt"
     folder = (folder or run_dir / "model").resolve()
-    if folder.exists() and not _ours(folder) and any(folder.iterdir()):
+    if folder.exists() and not written_by_denas(folder) and any(folder.iterdir()):
         return {
             "ok": False,
             "message": f"{folder} exists and was not written by DeNAS (no DeNAS card.json in it): move it away and run `denas export {run_dir}`",
@@ -211,7 +207,7 @@ def export_due(out: Path, spec: dict[str, Any], status: dict[str, Any]) -> bool:
     done = any(
         c.get("type") == EXPORT_FAILED and c.get("status") == "False" for c in status.get("conditions", [])
     )
-    return not (done and _ours(out / "model"))
+    return not (done and written_by_denas(out / "model"))
 
 
 def local_export(out: Path, spec: dict[str, Any], job_name: str, status: dict[str, Any]) -> dict[str, Any]:

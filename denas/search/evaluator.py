@@ -294,7 +294,8 @@ class Evaluator:
         """The structure's latency on this hardware: shared by jobs on identical hardware when
         there is a store, else measured here (the scorer's ``latency``)."""
         space, config = self.space, self.config
-        lat_key = self._latency_store_key(space.hash(structure))
+        h = space.hash(structure)
+        lat_key = self._latency_store_key(h)
         if not lat_key:
             return self.scorer.latency(space, structure, config)
         shared = self.latency_store.get_or_claim(lat_key)  # type: ignore[union-attr]
@@ -305,7 +306,7 @@ class Evaluator:
         except BaseException:
             self.latency_store.release(lat_key)  # type: ignore[union-attr]
             raise
-        self._put_latency(lat_key, space.hash(structure), latency)
+        self._put_latency(lat_key, h, latency)
         return latency
 
     def _latency_store_key(self, h: str) -> str:

@@ -111,14 +111,12 @@ def choices(structure: Any, path: str = "") -> set[tuple[str, str]]:
     Space-independent (a plug-in space's structure is JSON too): for NB201 these are (edge, op), for
     the cnn space (stage field, width) and so on."""
     if isinstance(structure, dict):
-        return set().union(*(choices(v, f"{path}.{k}") for k, v in structure.items())) if structure else set()
-    if isinstance(structure, (list, tuple)):
-        return (
-            set().union(*(choices(v, f"{path}[{i}]") for i, v in enumerate(structure)))
-            if structure
-            else set()
-        )
-    return {(path, repr(structure))}
+        children = [(f"{path}.{k}", v) for k, v in structure.items()]
+    elif isinstance(structure, (list, tuple)):
+        children = [(f"{path}[{i}]", v) for i, v in enumerate(structure)]
+    else:
+        return {(path, repr(structure))}
+    return set().union(*(choices(v, where) for where, v in children))
 
 
 def diverse_top(

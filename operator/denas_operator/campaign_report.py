@@ -28,7 +28,14 @@ from denas.campaign.spec import LABEL_CAMPAIGN
 from denas.fingerprints import stable_hash
 
 from . import names as n
-from .pods import restricted_container_security, restricted_pod_security, worker_image
+from .pods import (
+    env_list,
+    placement,
+    read_only_root_env,
+    restricted_container_security,
+    restricted_pod_security,
+    worker_image,
+)
 from .scheduling import decorate_pod
 
 RUNNING, SUCCEEDED, FAILED = "Running", "Succeeded", "Failed"  # of the Pod and of status.report
@@ -165,19 +172,12 @@ def build_report_pod(body: Mapping[str, Any], key: str) -> dict[str, Any]:
         {"name": "campaign", "configMap": {"name": name}},
         {"name": "tmp", "emptyDir": {}},
     ]
-    env = {
-        "PYTHONUNBUFFERED": "1",
-        # The root filesystem is read-only: every cache goes to the /tmp emptyDir.
-        "HOME": n.TMP_DIR,
-        "XDG_CACHE_HOME": f"{n.TMP_DIR}/.cache",
-        "MPLCONFIGDIR": f"{n.TMP_DIR}/.mpl",
-    }
     container = {
         "name": "report",
         "image": worker_image(template),
         "imagePullPolicy": template.get("imagePullPolicy", "IfNotPresent"),
         "command": report_command(campaign),
-        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "env": env_list({"PYTHONUNBUFFERED": "1", **read_only_root_env()}),
         "volumeMounts": mounts,
         "securityContext": restricted_container_security(),
         "resources": REPORT_RESOURCES,
@@ -193,20 +193,14 @@ def build_report_pod(body: Mapping[str, Any], key: str) -> dict[str, Any]:
     }
     if template.get("serviceAccountName"):  # e.g. a workload identity the claim's storage needs
         spec["serviceAccountName"] = template["serviceAccountName"]
-    hardware = template.get("hardware") or {}
-    for src, dst in (
-        ("nodeSelector", "nodeSelector"),
-        ("tolerations", "tolerations"),
-        ("affinity", "affinity"),
-    ):
-        if hardware.get(src):
-            spec[dst] = hardware[src]
+    spec.update(placement(template.get("hardware") or {}))
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": _metadata(body, key), "spec": spec}
     return decorate_pod(pod, template)
 
 
-def cond(plan: ReportPlan, ok: bool, reason: str, message: str) -> None:
-    """Condition ReportReady of the plan (written by `apply_to_status`)."""
+def _state(plan: ReportPlan, phase: str, ok: bool, reason: str, message: str) -> None:
+    """status.report's phase and message, and condition ReportReady (written by `apply_to_status`)."""
+    plan.report.update(phase=phase, message=message)
     plan.condition = (ok, reason, message)
 
 
@@ -267,21 +261,19 @@ def plan_report(
             "is drawn on the cluster; run the campaign locally (denas run) or give the template a "
             "claim (docs/campaigns.md)"
         )
-        plan.report = {"phase": "Unavailable", "message": message}
-        cond(plan, False, "NoClaim", message)
+        _state(plan, "Unavailable", False, "NoClaim", message)
         return plan
     plan.report = {"claimName": claim, "path": f"{name}/", "pod": name}
     lines = list(status.get("cells") or [])
     done = sum(1 for c in lines if c.get("phase") in FINISHED and c["name"] in children)
     if not lines or done < len(lines):
         message = f"drawn when every cell has finished ({done}/{len(lines)})"
-        plan.report.update(phase="Waiting", message=message)
-        cond(plan, False, "CellsRemaining", message)
+        _state(plan, "Waiting", False, "CellsRemaining", message)
         return plan
     if observed is None:
         plan.observe = True
         plan.report = {**plan.report, **previous}
-        cond(plan, False, "ReportPending", "every cell finished: reading the report Pod")
+        plan.condition = (False, "ReportPending", "every cell finished: reading the report Pod")
         return plan
     pod, cm = observed.get("pod"), observed.get("configmap")
     for obj, kind in ((pod, "Pod"), (cm, "ConfigMap")):
@@ -290,8 +282,7 @@ def plan_report(
                 f"a {kind} named {name} exists and is not this campaign's: rename or delete it, and "
                 "the report is drawn"
             )
-            plan.report.update(phase="Failed", message=message)
-            cond(plan, False, "NameTaken", message)
+            _state(plan, "Failed", False, "NameTaken", message)
             if previous.get("message") != message:
                 plan.events.append(("Warning", "ReportFailed", message))
             return plan
@@ -300,14 +291,12 @@ def plan_report(
     plan.report["key"] = key
     if pod is not None and (pod.get("metadata") or {}).get("deletionTimestamp"):
         message = f"waiting for the earlier report Pod {name} to be deleted"
-        plan.report.update(phase="Pending", message=message)
-        cond(plan, False, "ReportPending", message)
+        _state(plan, "Pending", False, "ReportPending", message)
         return plan
     if pod is not None and _key_of(pod) != key:
         plan.delete_pods.append((name, (pod.get("metadata") or {}).get("uid")))
         message = "the cells' results changed: drawing the report again"
-        plan.report.update(phase="Pending", message=message)
-        cond(plan, False, "ReportPending", message)
+        _state(plan, "Pending", False, "ReportPending", message)
         plan.events.append(("Normal", "ReportOutdated", message))
         return plan
     if cm is None:
@@ -318,38 +307,33 @@ def plan_report(
             {"metadata": {"annotations": desired["metadata"]["annotations"]}, "data": desired["data"]}
         )
     where = f"{claim}:{name}/"
+    written = f"report.html, report.json, pareto.png in {where}"
     if pod is None:
         if previous.get("key") == key and previous.get("phase") == "Succeeded":
-            plan.report.update(phase="Succeeded", message=f"report.html, report.json, pareto.png in {where}")
-            cond(plan, True, "ReportWritten", plan.report["message"])
+            _state(plan, "Succeeded", True, "ReportWritten", written)
             return plan  # drawn already; its Pod was deleted (by hand or garbage collection)
         plan.create.append(build_report_pod(body, key))
         message = f"Pod {name} draws the report into {where}"
-        plan.report.update(phase="Running", message=message)
-        cond(plan, False, "ReportRunning", message)
+        _state(plan, "Running", False, "ReportRunning", message)
         plan.events.append(("Normal", "ReportCreated", message))
         return plan
     phase, detail = _pod_outcome(pod)
     changed = (previous.get("phase"), previous.get("key")) != (phase, key)
     if phase == "Succeeded":
-        message = f"report.html, report.json, pareto.png in {where}"
-        plan.report.update(phase="Succeeded", message=message)
-        cond(plan, True, "ReportWritten", message)
+        _state(plan, "Succeeded", True, "ReportWritten", written)
         if changed:
-            plan.events.append(("Normal", "ReportWritten", message))
+            plan.events.append(("Normal", "ReportWritten", written))
     elif phase == "Failed":
         message = (
             f"report Pod {name} failed: {detail}. The cells are not affected; see kubectl logs {name}, "
             f"and delete the Pod to draw the report again"
         )
-        plan.report.update(phase="Failed", message=message)
-        cond(plan, False, "ReportFailed", message)
+        _state(plan, "Failed", False, "ReportFailed", message)
         if changed:
             plan.events.append(("Warning", "ReportFailed", message))
     else:
         message = f"Pod {name} draws the report into {where} ({detail})"
-        plan.report.update(phase="Running", message=message)
-        cond(plan, False, "ReportRunning", message)
+        _state(plan, "Running", False, "ReportRunning", message)
     return plan
 
 

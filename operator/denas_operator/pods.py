@@ -178,8 +178,24 @@ def restricted_pod_security() -> dict[str, Any]:
     return {"runAsNonRoot": True, **ids, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _env_list(env: dict[str, str]) -> list[dict[str, Any]]:
+def env_list(env: dict[str, str]) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def read_only_root_env() -> dict[str, str]:
+    """The root filesystem is read-only: every cache goes to the /tmp emptyDir."""
+    return {"HOME": n.TMP_DIR, "XDG_CACHE_HOME": f"{n.TMP_DIR}/.cache", "MPLCONFIGDIR": f"{n.TMP_DIR}/.mpl"}
+
+
+def placement(hardware: dict[str, Any]) -> dict[str, Any]:
+    """A pod spec's nodeSelector, tolerations and affinity from a spec's ``hardware`` (copies)."""
+    out: dict[str, Any] = {}
+    if hardware.get("nodeSelector"):
+        out["nodeSelector"] = dict(hardware["nodeSelector"])
+    for key in ("tolerations", "affinity"):
+        if hardware.get(key):
+            out[key] = copy.deepcopy(hardware[key])
+    return out
 
 
 def common_env(job: JobRef, role: str, omp_threads: int) -> dict[str, str]:
@@ -190,10 +206,7 @@ def common_env(job: JobRef, role: str, omp_threads: int) -> dict[str, str]:
         "DENAS_ROLE": role,
         "DENAS_TOP_K": str((job.spec.get("search") or {}).get("topK", 5)),
         "PYTHONUNBUFFERED": "1",
-        # The root filesystem is read-only: every cache goes to the /tmp emptyDir.
-        "HOME": n.TMP_DIR,
-        "XDG_CACHE_HOME": f"{n.TMP_DIR}/.cache",
-        "MPLCONFIGDIR": f"{n.TMP_DIR}/.mpl",
+        **read_only_root_env(),
     }
     if omp_threads > 0:
         env["OMP_NUM_THREADS"] = str(omp_threads)
@@ -263,12 +276,7 @@ def _pod(
     # Without spec.serviceAccountName the operator's per-job account (objects.build_worker_rbac),
     # which may get/patch only <job>-result: the namespace's `default` one may not.
     spec["serviceAccountName"] = job.spec.get("serviceAccountName") or n.worker_account(job.name)
-    if hardware.get("nodeSelector"):
-        spec["nodeSelector"] = dict(hardware["nodeSelector"])
-    if hardware.get("tolerations"):
-        spec["tolerations"] = copy.deepcopy(hardware["tolerations"])
-    if hardware.get("affinity"):
-        spec["affinity"] = copy.deepcopy(hardware["affinity"])
+    spec.update(placement(hardware))
     spec = {k: v for k, v in spec.items() if v is not None}
     metadata = child_metadata(job, name, role, {"denas.io/group": group, n.LABEL_RANK: str(rank)})
     metadata["annotations"] = {n.ANNOTATION_TEMPLATE_HASH: group_template_hash(job.spec, group)}
@@ -286,7 +294,7 @@ def _container(
         "command": command,
         # the node a pod runs on names itself in hardware errors and in the model card's latency
         "env": [
-            *_env_list(env),
+            *env_list(env),
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
         ],
         "volumeMounts": mounts,
@@ -404,7 +412,7 @@ def build_training_pods(job: JobRef) -> list[dict[str, Any]]:
                     "image": container["image"],
                     "imagePullPolicy": container["imagePullPolicy"],
                     "command": ["python", "-c", WAIT_FOR_MASTER],
-                    "env": _env_list({"MASTER_ADDR": master}),
+                    "env": env_list({"MASTER_ADDR": master}),
                     "securityContext": restricted_container_security(),
                     **({"resources": resources} if resources else {}),
                 }

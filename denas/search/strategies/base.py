@@ -105,6 +105,11 @@ class Strategy:
         self.rng = random.Random(config.seed)
         self.generation = 0
 
+    @property
+    def per_slot(self) -> bool:
+        """``spec.search.randomStreams: perSlot``: a random stream per proposal slot (`slot_rng`)."""
+        return self.config.random_streams == "perSlot"
+
     def slot_rng(self, slot: int) -> random.Random:
         """The random stream of one proposal slot of this generation.
 
@@ -114,7 +119,7 @@ class Strategy:
         that slot's draws, never the other slots' (common random numbers across the cells of a
         campaign).
         """
-        if self.config.random_streams != "perSlot":
+        if not self.per_slot:
             return self.rng
         return random.Random(f"denas-slot:{self.config.seed}:{self.generation}:{slot}")
 

@@ -104,16 +104,15 @@ class Evolution(Strategy):
         self.parent_log.append((self.generation, parents))
 
     def _pick_parent(self, rng, slot: int, draw: int) -> Record:
-        per_slot = self.config.random_streams == "perSlot"
         if self.config.aging:
             size = min(self.config.parents, len(self.population))
             pool = (
                 self.rendezvous(self.population, slot, draw, size)
-                if per_slot
+                if self.per_slot
                 else rng.sample(self.population, size)
             )
             return max(pool, key=fitness_key)
-        if per_slot:
+        if self.per_slot:
             return self.rendezvous(self.population[: self.config.parents], slot, draw)[0]
         return rng.choice(self.population[: self.config.parents])
 
@@ -142,7 +141,7 @@ class Evolution(Strategy):
 
 def _sample(strategy: Strategy, ctx: Context, n: int) -> list[Structure]:
     """``n`` distinct random structures: from the one stream, or one per slot (``perSlot``)."""
-    if strategy.config.random_streams != "perSlot":
+    if not strategy.per_slot:
         return ctx.propose(lambda: ctx.space.sample(strategy.rng), n)
     taken: set[str] = set()
     out: list[Structure] = []
