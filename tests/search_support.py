@@ -37,6 +37,26 @@ def spec(strategy: str = "ea", domain: str = "nb201", **search: Any) -> dict[str
     return out
 
 
+#: four candidates, rungs of 1 and 2 epochs on a small seeded sample of digits
+SELECTION = {
+    "topK": 4,
+    "minEpochs": 1,
+    "maxEpochs": 2,
+    "eta": 2,
+    "maxTrainSamples": 256,
+    "maxEvalSamples": 128,
+    "surrogateExtra": 0,  # the surrogate has its own test (tests/test_search_select_stage.py)
+}
+
+
+def selection_spec(generations: int = 2, **selection: Any) -> dict[str, Any]:
+    """A search with the selection stage (SELECTION, overridden by ``selection``) on digits."""
+    s = spec("ea", population=6, generations=generations, seed=1)
+    s["search"]["selection"] = {**SELECTION, **selection}
+    s["training"] = {"enabled": True, "dataset": {"name": "digits"}, "batchSize": 32}
+    return s
+
+
 def config(strategy: str = "ea", constraints: dict | None = None, **search: Any) -> SearchConfig:
     s = spec(strategy, **search)
     if constraints:

@@ -8,30 +8,21 @@ import json
 import signal
 
 import pytest
-from search_support import FAKE, cli, free_port, rank_env, read_result, spec, wait_for, write_job
+from search_support import (
+    FAKE,
+    cli,
+    free_port,
+    rank_env,
+    read_result,
+    selection_spec,
+    wait_for,
+    write_job,
+)
 
 from denas.job import JobValidationError, load_job
 from denas.search import SearchConfig
 from denas.search.config import SearchError
 from denas.status import best_structures, search_progress
-
-#: four candidates, rungs of 1 and 2 epochs on a small seeded sample of digits
-SELECTION = {
-    "topK": 4,
-    "minEpochs": 1,
-    "maxEpochs": 2,
-    "eta": 2,
-    "maxTrainSamples": 256,
-    "maxEvalSamples": 128,
-    "surrogateExtra": 0,  # the surrogate has its own test below
-}
-
-
-def selection_spec(**selection) -> dict:
-    s = spec("ea", population=6, generations=2, seed=1)
-    s["search"]["selection"] = {**SELECTION, **selection}
-    s["training"] = {"enabled": True, "dataset": {"name": "digits"}, "batchSize": 32}
-    return s
 
 
 def run_cli(tmp_path, name: str, *extra: str, env=None, **kw):

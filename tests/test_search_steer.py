@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from search_support import FAKE, cli, read_result, spec, write_job
+from search_support import FAKE, cli, read_result, selection_spec, write_job
 
 from denas.search import SearchConfig
 from denas.search.config import SearchError
@@ -134,19 +134,7 @@ def test_steering_needs_selection_and_a_strategy_that_proposes_itself():
 
 
 def test_denas_search_steers_and_selection_reuses_the_runs_also_after_a_restart(tmp_path):
-    s = spec("ea", population=6, generations=3, seed=1)
-    s["search"]["selection"] = {
-        "topK": 4,
-        "minEpochs": 1,
-        "maxEpochs": 2,
-        "eta": 2,
-        "maxTrainSamples": 256,
-        "maxEvalSamples": 128,
-        "surrogateExtra": 0,
-        "interleave": 1,
-        "interleaveRuns": 2,
-    }
-    s["training"] = {"enabled": True, "dataset": {"name": "digits"}, "batchSize": 32}
+    s = selection_spec(generations=3, interleave=1, interleaveRuns=2)
     job = write_job(tmp_path / "job.yaml", s)
     out = tmp_path / "out"
     args = (str(job), "--out", str(out), "--scorer", FAKE, "--threads", "1", "--no-plots")

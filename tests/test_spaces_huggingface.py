@@ -106,6 +106,15 @@ def job_manifest() -> dict:
     }
 
 
+def bad_choice_job(tmp_path: Path, field: str, values: list) -> Path:
+    """The tiny job with ``choices[field] = values``, written to tmp_path/bad.yaml."""
+    manifest = job_manifest()
+    manifest["spec"]["searchSpace"]["huggingface"]["choices"][field] = values
+    job = tmp_path / "bad.yaml"
+    job.write_text(yaml.safe_dump(manifest))
+    return job
+
+
 def denas(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "denas", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
@@ -113,10 +122,7 @@ def denas(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 
 def test_cli_refuses_an_unknown_field_before_any_work(tmp_path):
-    manifest = job_manifest()
-    manifest["spec"]["searchSpace"]["huggingface"]["choices"]["num_heads"] = [2]
-    job = tmp_path / "bad.yaml"
-    job.write_text(yaml.safe_dump(manifest))
+    job = bad_choice_job(tmp_path, "num_heads", [2])
     proc = denas("run", str(job), "--out", str(tmp_path / "out"), timeout=300)
     assert proc.returncode == 2
     assert "spec.searchSpace.huggingface.choices.num_heads: not a field of BertConfig" in proc.stderr
@@ -140,10 +146,7 @@ BAD_CHOICES = [
 
 @pytest.mark.parametrize(("field", "values", "message"), BAD_CHOICES, ids=[c[0] for c in BAD_CHOICES])
 def test_validate_refuses_a_bad_choice_value_naming_it(tmp_path, field, values, message):
-    manifest = job_manifest()
-    manifest["spec"]["searchSpace"]["huggingface"]["choices"][field] = values
-    job = tmp_path / "bad.yaml"
-    job.write_text(yaml.safe_dump(manifest))
+    job = bad_choice_job(tmp_path, field, values)
     proc = denas("validate", str(job), timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     output = proc.stdout + proc.stderr
@@ -152,10 +155,7 @@ def test_validate_refuses_a_bad_choice_value_naming_it(tmp_path, field, values, 
 
 
 def test_run_refuses_positions_shorter_than_the_sequences_before_any_work(tmp_path):
-    manifest = job_manifest()
-    manifest["spec"]["searchSpace"]["huggingface"]["choices"]["max_position_embeddings"] = [8, 32]
-    job = tmp_path / "bad.yaml"
-    job.write_text(yaml.safe_dump(manifest))
+    job = bad_choice_job(tmp_path, "max_position_embeddings", [8, 32])
     proc = denas("run", str(job), "--out", str(tmp_path / "out"), timeout=300)
     assert proc.returncode == 2
     assert "spec.searchSpace.huggingface.choices.max_position_embeddings[0]: Invalid value: 8" in proc.stderr
