@@ -109,9 +109,13 @@ def best_structures(result: Mapping[str, Any], top_k: int) -> list[dict[str, Any
     return out
 
 
+#: result.json's counts of work done here vs reused from a campaign's score store
+SHARED_COUNTS = ("scoresComputed", "scoresReused", "selectionRunsComputed", "selectionRunsReused")
+
+
 def score_counts(result: Mapping[str, Any]) -> dict[str, int]:
-    """result.json's DE-Scores computed here vs reused from a campaign's score store."""
-    return {k: int(result[k]) for k in ("scoresComputed", "scoresReused") if k in result}
+    """result.json's DE-Scores (and selection runs) computed here vs reused from a campaign's store."""
+    return {k: int(result[k]) for k in SHARED_COUNTS if k in result}
 
 
 def search_progress(event: Mapping[str, Any]) -> dict[str, Any]:

@@ -66,6 +66,46 @@ def test_a_local_campaign_runs_every_cell_shares_scores_and_writes_one_report(tm
     ).read_text()
 
 
+def test_cells_share_their_selection_runs_and_choose_as_they_would_alone(tmp_path):
+    path = small_campaign(tmp_path, max_parallel=1)
+    m = yaml.safe_load(path.read_text())
+    t = m["spec"]["template"]
+    t["training"]["dataset"] = {"name": "digits"}  # selection trains on it; no final training
+    t["search"]["selection"] = {
+        "enabled": True,
+        "topK": 3,
+        "minEpochs": 1,
+        "maxEpochs": 2,
+        "eta": 2,
+        "maxTrainSamples": 192,
+        "maxEvalSamples": 96,
+        "surrogateExtra": 0,
+    }
+    path.write_text(yaml.safe_dump(m))
+    out = tmp_path / "out"
+    proc = run(str(path), "--out", str(out), "--scorer", FAKE)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads((out / "status.json").read_text())
+    cells = {c["name"]: c for c in status["cells"]}
+    results = {n: json.loads((out / "cells" / n / "result.json").read_text()) for n in cells}
+    runs = {n: r["selection"]["runs"] for n, r in results.items()}
+    # every distinct (structure, epochs) trained once for the campaign, by the first cell meeting it
+    distinct = {(r["hash"], r["epochs"]) for rs in runs.values() for r in rs}
+    assert status["selectionRunsComputed"] == len(distinct)
+    assert status["selectionRunsComputed"] + status["selectionRunsReused"] == sum(map(len, runs.values()))
+    for budget in ("p200k", "p100k"):  # the second target searched alike: it trains nothing itself
+        spr, icx = (f"digits-campaign-{t}-{budget}" for t in ("spr", "icx"))
+        assert cells[icx]["selectionRunsComputed"] == 0 and cells[icx]["selectionRunsReused"] == len(
+            runs[icx]
+        )
+        assert [(r["hash"], r["metric"]) for r in runs[icx]] == [(r["hash"], r["metric"]) for r in runs[spr]]
+        assert results[icx]["selection"]["winner"] == results[spr]["selection"]["winner"]
+    # the campaign summary line and the report say it
+    assert "selection runs trained" in proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["selectionRunsReused"] == status["selectionRunsReused"] > 0
+
+
 def test_a_bad_campaign_is_one_clear_message_and_exit_2(tmp_path):
     path = small_campaign(tmp_path)
     m = yaml.safe_load(path.read_text())

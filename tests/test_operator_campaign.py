@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import yaml
+from denas_operator import campaign_metrics as CM
 from denas_operator.campaigns import plan_campaign
 from deploy_support import ROOT
 
@@ -35,7 +36,12 @@ def succeed(job: dict, score: float = 0.5) -> None:
         "phase": "Succeeded",
         "conditions": [{"type": "Succeeded", "status": "True"}],
         "bestStructures": [{"hash": "h", "deScore": score}],
-        "search": {"scoresComputed": 10, "scoresReused": 5},
+        "search": {
+            "scoresComputed": 10,
+            "scoresReused": 5,
+            "selectionRunsComputed": 4,
+            "selectionRunsReused": 3,
+        },
     }
 
 
@@ -130,6 +136,12 @@ def test_every_cell_succeeded_sums_the_score_counts():
     status = plan_campaign(body, children).status
     assert status["phase"] == "Succeeded" and status["progress"]["summary"] == "4/4"
     assert (status["scoresComputed"], status["scoresReused"]) == (40, 20)
+    assert (status["selectionRunsComputed"], status["selectionRunsReused"]) == (16, 12)
+    # the metrics follow the status
+    CM.observe("ns", "c", status)
+    assert CM.SELECTION_COMPUTED.labels("ns", "c")._value.get() == 16
+    assert CM.SELECTION_REUSED.labels("ns", "c")._value.get() == 12
+    CM.forget("ns", "c")
     assert status["bestPerTarget"] == "spr=0.5, icx=0.5" and status["targets"] == "spr,icx"
 
 

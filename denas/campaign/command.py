@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         )
     print(
         f"\n{status['phase']} in {time.monotonic() - started:.0f} s; DE-Scores computed {status['scoresComputed']}, "
-        f"reused {status['scoresReused']}. status: {out / 'status.json'}  report: {out / 'report.html'}",
+        f"reused {status['scoresReused']}; selection runs trained {status['selectionRunsComputed']}, "
+        f"reused {status['selectionRunsReused']}. status: {out / 'status.json'}  report: {out / 'report.html'}",
         file=sys.stderr,
     )
     return 0 if status["phase"] == "Succeeded" else 1

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from denas.search.checkpoint import atomic_write_json
+from denas.status import SHARED_COUNTS
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,7 @@ def build_report(
         "fronts": {t: _front(list(p.values())) for t, p in points.items()},
         "winners": winners,
         "goodEverywhere": list(status.get("goodEverywhere", [])),
-        "scoresComputed": status.get("scoresComputed", 0),
-        "scoresReused": status.get("scoresReused", 0),
+        **{key: status.get(key, 0) for key in SHARED_COUNTS},
         "progress": status.get("progress", {}),
     }
 
@@ -146,7 +146,8 @@ def write_report(out: Path, name: str, report: Mapping[str, Any]) -> Path:
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head>
 <body><h1>Campaign {html.escape(name)}</h1>
 <p>Cells {html.escape(report["progress"].get("summary", ""))} succeeded. DE-Scores computed
-{report["scoresComputed"]}, reused from the score store {report["scoresReused"]}.</p>
+{report["scoresComputed"]}, reused from the score store {report["scoresReused"]}; selection runs
+trained {report["selectionRunsComputed"]}, reused {report["selectionRunsReused"]}.</p>
 <h2>Pareto fronts per target</h2>{image}
 <h2>Winners per target x budget</h2><table><tr>{"".join(f"<th>{c}</th>" for c in columns)}</tr>{rows}</table>
 <h2>Good everywhere</h2><p>{html.escape(good)}</p>

@@ -46,7 +46,7 @@ def cell_status(cell: Cell, job_status: Mapping[str, Any] | None) -> dict[str, A
         out["best"] = {k: top[k] for k in ("hash", "deScore", "latencyMs", "params") if k in top}
         out["top"] = [b["hash"] for b in best[:TOP_HASHES] if b.get("hash")]
     search = job_status.get("search") or {}
-    for key in ("scoresComputed", "scoresReused"):
+    for key in S.SHARED_COUNTS:
         if key in search:
             out[key] = int(search[key])
     training = job_status.get("training") or {}
@@ -127,8 +127,8 @@ def summarize(
         "bestPerTarget": ", ".join(f"{t}={best[t]:.4g}" for t in targets if t in best),
         "progress": progress,
         "cells": cells,
-        "scoresComputed": sum(c.get("scoresComputed", 0) for c in cells),
-        "scoresReused": sum(c.get("scoresReused", 0) for c in cells),
+        # DE-Scores and selection runs computed by the cells vs taken from the campaign's store
+        **{key: sum(c.get(key, 0) for c in cells) for key in S.SHARED_COUNTS},
         "goodEverywhere": good_everywhere(cells, targets),
     }
 

@@ -26,7 +26,7 @@ from denas.search.evaluator import Evaluator, Scorer
 from denas.search.metrics import SearchMetrics
 from denas.search.pool_latency import calibrate, flag_if_far_off
 from denas.search.progress import Progress, kube_reporter, startup
-from denas.search.score_store import ScoreStore
+from denas.search.score_store import SELECTION_DIR, ScoreStore
 from denas.search.steer import Steering
 from denas.search.strategies import Context, create, rank_records
 from denas.search.surrogate import make_surrogate_rank
@@ -136,7 +136,14 @@ def run_search(
 
     from denas.search.select_stage import RunHandler
 
-    select = select or RunHandler(space, config)  # short training of the selection stage, on every rank
+    # short training of the selection stage, on every rank (runs shared through the campaign's store)
+    select = select or RunHandler(
+        space,
+        config,
+        store=ScoreStore(store.root / SELECTION_DIR, wait_s=store.wait_s, stale_s=store.stale_s)
+        if store
+        else None,
+    )
     handlers = {"select": select}
     if world > 1:
         if rank == 0:

@@ -9,7 +9,10 @@ by other scoring code is never reused: it is ignored with a warning.
 `ScoreStore` holds the DE-Score and its components (they do not depend on the CPU); latency is
 measured by each job on its own node pool, and shared (a second store in ``latency/``, keyed by
 the hardware fingerprint, see `denas.search.evaluator.Evaluator`) only between jobs on identical
-hardware.  It is a directory of one JSON file per key
+hardware.  The selection stage's short-training metrics are shared the same way (a third store in
+``selection/``, keyed by structure, epochs, data, recipe, compute path and training code, see
+`denas.search.select_stage.RunHandler`): a structure trained in one cell is not trained again in
+another.  It is a directory of one JSON file per key
 (structure hash, score settings, candidate seed, scorer identity, code version), which several
 processes share safely on one machine and on a ReadWriteMany claim:
 
@@ -100,6 +103,23 @@ def scoring_code_version(scorer: Any = None) -> str:
         file = getattr(sys.modules.get(module), "__file__", None)
         if file:
             parts.append(_file_digest(file))
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+#: the subfolder of a score store that holds the selection stage's short-training metrics
+SELECTION_DIR = "selection"
+#: what decides a selection run's metric (short training, `denas.search.select_stage`): how a
+#: structure becomes a model, the data, and the training loop, optimizer and compute path
+TRAINING_PACKAGES = ("denas.train", "denas.data", "denas.spaces")
+TRAINING_MODULES = (("denas.search", "select_stage.py"), ("denas.search", "selection.py"))
+
+
+def training_code_version() -> str:
+    """A digest of the code a selection run's metric depends on (edits there invalidate records)."""
+    from denas import __version__
+
+    parts = [__version__, *(_package_digest(p) for p in TRAINING_PACKAGES)]
+    parts += [_file_digest(str(resources.files(pkg) / name)) for pkg, name in TRAINING_MODULES]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from denas.search.config import SearchError
+from denas.search.score_store import ScoreProvenance, ScoreStore, training_code_version
 from denas.search.selection import SelectionSettings, distinct_top, diverse_top, run_one, successive_halving
 from denas.search.selection_surrogate import pick_extra
 
@@ -195,22 +196,75 @@ def validation_split(dataset: Any, max_train: int | None, max_eval: int | None, 
 
 
 class RunHandler:
-    """What every rank runs for one selection item; the trainer is built on first use."""
+    """What every rank runs for one selection item; the trainer is built on first use.
 
-    def __init__(self, space: Any, config: Any):
+    With a ``store`` (a campaign's, ``<score store>/selection``) a run another cell (or an earlier
+    job on the store) finished is taken from it instead of trained again, and a run trained here is
+    put there.  Its key is everything the metric depends on: the structure, the epochs, the data
+    set and its bounds, the seed, batch size and learning rate, the domain and space settings, the
+    compute path (fp32 / bf16 / IPEX) and a digest of the training code; not the CPU, like a
+    DE-Score: a cell on another pool reuses it (its own training would differ only by floating-point
+    summation order).  Failed runs are not stored: each cell tries them itself."""
+
+    def __init__(self, space: Any, config: Any, store: ScoreStore | None = None):
         self.space, self.config = space, config
         self.trainer: ShortTrainer | None = None
+        self.store = store
+        self._settings_key: str | None = None
 
     def get_trainer(self) -> ShortTrainer:
         if self.trainer is None:
             self.trainer = ShortTrainer(self.space, self.config)
         return self.trainer
 
+    def run_key(self, item: dict) -> str:
+        if self._settings_key is None:
+            from denas.train import accel
+
+            c, s = self.config, self.config.selection
+            path = accel.choose_compute_path(c.ipex, c.bf16, self.space.name).name
+            settings = {
+                "domain": c.domain,
+                "searchSpace": c.search_space,
+                "dataset": s.dataset,
+                "maxTrainSamples": s.max_train_samples,
+                "maxEvalSamples": s.max_eval_samples,
+                "batchSize": s.batch_size,
+                "learningRate": s.learning_rate,
+                "computePath": path,
+            }
+            self._settings_key = json.dumps(settings, sort_keys=True, default=str)
+        provenance = ScoreProvenance(f"{__name__}:ShortTrainer", training_code_version())
+        what = json.dumps([self._settings_key, item["epochs"]])
+        return ScoreStore.key(item["hash"], what, self.config.seed, provenance)
+
     def __call__(self, item: dict) -> dict:
         started = time.monotonic()
         from denas.search.distributed import world_from_env
 
-        run = run_one(self.get_trainer(), item, item["rung"], item["epochs"])
+        key = self.run_key(item) if self.store is not None else None
+        if key is not None:
+            stored = self.store.get_or_claim(key)  # type: ignore[union-attr]
+            if stored is not None:  # trained by another cell: its metric, not trained again
+                run = {"hash": item["hash"], "rung": item["rung"], "epochs": item["epochs"]}
+                return {
+                    **run,
+                    "metric": stored["metric"],
+                    "status": "ok",
+                    "source": "store",
+                    "rank": world_from_env()[0],
+                    "train_s": 0.0,
+                }
+        stored_it = False
+        try:
+            run = run_one(self.get_trainer(), item, item["rung"], item["epochs"])
+            if key is not None and run["status"] == "ok":
+                about = {"hash": item["hash"], "epochs": item["epochs"], "seed": self.config.seed}
+                self.store.put(key, {"metric": run["metric"]}, about)  # type: ignore[union-attr]
+                stored_it = True
+        finally:
+            if key is not None and not stored_it:
+                self.store.release(key)  # type: ignore[union-attr]
         return {**run, "rank": world_from_env()[0], "train_s": round(time.monotonic() - started, 3)}
 
     def cost(self, item: dict) -> float:
@@ -382,6 +436,10 @@ def run_selection(
             entry["selection"]["metricName"] = trainer.metric_name
         best.append(entry)
     result["best"] = best
+    # short-training runs this job trained vs took from a campaign's store (another cell trained them)
+    reused = sum(1 for r in out["runs"] if r.get("source") == "store")
+    result["selectionRunsComputed"] = len(out["runs"]) - reused
+    result["selectionRunsReused"] = reused
     result["selection"] = {
         "settings": s.to_json(),
         "metric_name": trainer.metric_name,

@@ -16,6 +16,16 @@ SCORES_COMPUTED = Gauge(
 SCORES_REUSED = Gauge(
     "denas_campaign_scores_reused", "DE-Scores a cell took from the campaign's score store.", LABELS
 )
+SELECTION_COMPUTED = Gauge(
+    "denas_campaign_selection_runs_computed",
+    "Selection-stage short-training runs trained by the campaign's cells.",
+    LABELS,
+)
+SELECTION_REUSED = Gauge(
+    "denas_campaign_selection_runs_reused",
+    "Selection-stage runs a cell took from the campaign's store (trained by another cell).",
+    LABELS,
+)
 ERRORS = Counter("denas_campaign_reconcile_errors_total", "Campaign reconciles that got an API error.")
 CELL_PHASES = ("pending", "running", "succeeded", "failed")
 
@@ -26,6 +36,8 @@ def observe(namespace: str, name: str, status: Mapping[str, Any]) -> None:
         CELLS.labels(namespace, name, phase).set(progress.get(phase, 0))
     SCORES_COMPUTED.labels(namespace, name).set(status.get("scoresComputed", 0))
     SCORES_REUSED.labels(namespace, name).set(status.get("scoresReused", 0))
+    SELECTION_COMPUTED.labels(namespace, name).set(status.get("selectionRunsComputed", 0))
+    SELECTION_REUSED.labels(namespace, name).set(status.get("selectionRunsReused", 0))
 
 
 def forget(namespace: str, name: str) -> None:
@@ -34,7 +46,7 @@ def forget(namespace: str, name: str) -> None:
             CELLS.remove(namespace, name, phase)
         except KeyError:
             pass
-    for gauge in (SCORES_COMPUTED, SCORES_REUSED):
+    for gauge in (SCORES_COMPUTED, SCORES_REUSED, SELECTION_COMPUTED, SELECTION_REUSED):
         try:
             gauge.remove(namespace, name)
         except KeyError:

@@ -95,7 +95,7 @@ def report_status_file(
     cells = [
         {**line, "resultPath": result_path(children.get(line["name"]))} for line in status.get("cells", [])
     ]
-    keep = ("progress", "goodEverywhere", "scoresComputed", "scoresReused", "targets", "bestPerTarget")
+    keep = ("progress", "goodEverywhere", *S.SHARED_COUNTS, "targets", "bestPerTarget")
     return {"cells": cells, **{k: status[k] for k in keep if k in status}}
 
 
