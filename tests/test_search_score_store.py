@@ -252,6 +252,43 @@ def test_a_claim_of_a_process_gone_from_this_host_is_taken_over_at_once(tmp_path
     assert time.monotonic() - started < 5
 
 
+def test_a_live_owner_on_another_node_keeps_its_claim_and_a_dead_one_loses_it(tmp_path):
+    """The owner touches its claim while it computes: a peer waits for a live owner on another
+    node (no pid to check there) and takes over within ``stale_s`` once the owner is gone."""
+    import subprocess
+    import sys
+
+    key = ScoreStore.key("abc", "settings", 0, ScoreProvenance("s", "c"))
+    code = f"""
+import json, pathlib, time
+from denas.search.score_store import ScoreStore
+assert ScoreStore({str(tmp_path)!r}, beat_s=0.1).get_or_claim({key!r}) is None
+claim = pathlib.Path({str(tmp_path)!r}) / ({key!r} + ".claim")
+owner = json.loads(claim.read_text())
+claim.write_text(json.dumps({{**owner, "host": "another-node"}}))  # as if it ran elsewhere
+print("claimed", flush=True)
+time.sleep(2.0)  # computing; then it dies without put or release
+"""
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout.readline().strip() == "claimed"
+    started = time.monotonic()
+    assert ScoreStore(tmp_path, stale_s=0.5, poll_s=0.02, wait_s=60).get_or_claim(key) is None
+    waited = time.monotonic() - started
+    owner.wait(10)
+    assert 1.5 < waited < 6, waited  # not taken from the live owner; taken soon after it died
+
+
+def test_the_heartbeat_ends_when_no_claim_is_held(tmp_path):
+    store = ScoreStore(tmp_path, beat_s=0.05)
+    key = store.key("abc", "settings", 0, ScoreProvenance("s", "c"))
+    before = set(threading.enumerate())
+    assert store.get_or_claim(key) is None
+    (beater,) = (t for t in set(threading.enumerate()) - before if t.name == "denas-claim-heartbeat")
+    store.put(key, {"de_score": 0.5}, {})
+    beater.join(1.0)
+    assert not beater.is_alive()
+
+
 def test_a_real_search_does_not_reuse_the_test_scorers_cached_records(tmp_path, caplog):
     """Issue #14 repro: the analytic scorer's records (scores around 11) fill a shared cache;
     a real search with the same settings must score for itself (DE-Score in (0, 1))."""

@@ -19,8 +19,10 @@ processes share safely on one machine and on a ReadWriteMany claim:
 - a result file is written to a temporary name and renamed into place (atomic on POSIX and NFS);
 - before computing, a process *claims* the key by creating ``<key>.claim`` with O_CREAT|O_EXCL
   (atomic on local filesystems and NFSv3+); the others wait for the result instead of computing
-  the same score twice.  A claim whose owner died (older than ``stale_s``, or its process is gone
-  from this host) is taken over.
+  the same score twice.  While it computes, the owner touches its claims every ``beat_s`` (a
+  heartbeat thread); a claim untouched for ``stale_s`` (its owner died, on any node) is taken
+  over, and so is one written on this host by a process that no longer runs (a restarted
+  container: at once).  A live owner's claim is waited for, up to ``wait_s``.
 
 Why files on the claim rather than a ConfigMap: a campaign scores hundreds to thousands of
 structures; a ConfigMap caps at 1 MiB and every write would be an etcd write plus a
@@ -35,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -137,11 +140,20 @@ class ScoreStore:
     """Hardware-free scores (``de_score`` and components) shared by the jobs of a campaign."""
 
     def __init__(
-        self, root: str | Path, *, wait_s: float = 1800.0, stale_s: float = 3600.0, poll_s: float = 0.05
+        self,
+        root: str | Path,
+        *,
+        wait_s: float = 1800.0,
+        stale_s: float = 120.0,
+        beat_s: float = 15.0,
+        poll_s: float = 0.05,
     ):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.wait_s, self.stale_s, self.poll_s = wait_s, stale_s, poll_s
+        self.wait_s, self.stale_s, self.beat_s, self.poll_s = wait_s, stale_s, beat_s, poll_s
+        self._held: set[str] = set()  # the claims this process holds (the heartbeat touches them)
+        self._lock = threading.Lock()
+        self._beater: threading.Thread | None = None
 
     @staticmethod
     def key(structure_hash: str, score_key: str, seed: int, provenance: ScoreProvenance) -> str:
@@ -178,6 +190,7 @@ class ScoreStore:
                     continue
                 time.sleep(self.poll_s)
                 continue
+            self._hold(key)
             with os.fdopen(fd, "w") as f:
                 owner = {
                     "pid": os.getpid(),
@@ -192,8 +205,30 @@ class ScoreStore:
                 return scores
             return None
 
+    def _hold(self, key: str) -> None:
+        with self._lock:
+            self._held.add(key)
+            if self._beater is None:
+                self._beater = threading.Thread(target=self._beat, name="denas-claim-heartbeat", daemon=True)
+                self._beater.start()
+
+    def _beat(self) -> None:
+        """Touch this process's claims every ``beat_s`` until it holds none (then the thread ends)."""
+        while True:
+            time.sleep(self.beat_s)
+            with self._lock:
+                keys = list(self._held)
+                if not keys:
+                    self._beater = None
+                    return
+            for key in keys:
+                try:
+                    os.utime(self._claim(key))
+                except OSError:  # released meanwhile, or the claim's volume is gone for a moment
+                    pass
+
     def _claim_is_stale(self, key: str) -> bool:
-        """A claim whose owner is gone: older than ``stale_s``, or written on this host by a
+        """A claim whose owner is gone: untouched for ``stale_s``, or written on this host by a
         process that no longer runs (a restarted container reuses pids: the process token tells)."""
         path = self._claim(key)
         try:
@@ -220,6 +255,8 @@ class ScoreStore:
         self.release(key)
 
     def release(self, key: str) -> None:
+        with self._lock:
+            self._held.discard(key)
         self._claim(key).unlink(missing_ok=True)
 
     def count(self) -> int:
