@@ -104,6 +104,21 @@ def test_cells_share_their_selection_runs_and_choose_as_they_would_alone(tmp_pat
     assert "selection runs trained" in proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["selectionRunsReused"] == status["selectionRunsReused"] > 0
+    # the report's second front: what the candidates learned in their first rung vs latency
+    assert report["selectionMetric"] == {"name": "accuracy", "higherIsBetter": True, "epochs": 1}
+    assert set(report["selectionFronts"]) == {"spr", "icx"}
+    for front in report["selectionFronts"].values():
+        assert front and all(p["latency_ms"] > 0 for p in front)
+        for point in front:  # each point is a rung-0 run of a cell of that target
+            rung0 = next(r for r in runs[point["cell"]] if r["hash"] == point["hash"] and r["rung"] == 0)
+            assert rung0["metric"] == point["metric"]
+        metrics = [p["metric"] for p in front]  # by latency: slower only where it learns better
+        assert metrics == sorted(metrics)
+    for row in report["winners"]:
+        won = results[row["cell"]]["best"][0]
+        assert row["selection_metric"] == won["selection"]["metric"]
+        assert row["train_free_rank"] == won["trainFreeRank"]
+    assert "short training" in (out / "report.html").read_text()
 
 
 def test_a_bad_campaign_is_one_clear_message_and_exit_2(tmp_path):

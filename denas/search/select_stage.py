@@ -448,6 +448,10 @@ def run_selection(
         "rungs": out["rungs"],
         "runs": out["runs"],
         "elapsed_s": round(time.monotonic() - started, 3),
+        # what a campaign report plots the runs against: each trained candidate's size and latency
+        "candidates": {
+            h: {k: archive[h].get(k) for k in ("params", "latency_ms")} for h in last if h in archive
+        },
         # what the surrogate learned from rung 0 and whom it added (empty when surrogateExtra is 0)
         "surrogate": surrogate,
         "dataset": trainer.data.name,
