@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 from deploy_support import ROOT
 from search_support import FAKE
@@ -130,3 +131,24 @@ def test_a_bad_campaign_is_one_clear_message_and_exit_2(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "spec.template.search.population" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("max_parallel", "share"), [(1, 8), (2, 4), (8, 2)])
+def test_the_cells_running_at_once_share_the_cpus(tmp_path, monkeypatch, max_parallel, share):
+    """Two cells that each ran a thread per core would oversubscribe the machine (measured: 30x
+    slower training on the 2-core VM); each cell's processes get its share of the CPUs."""
+    from denas.campaign import local as L
+    from denas.campaign.spec import load_campaign
+    from denas.local import executor
+
+    seen = []
+
+    class Recording(executor.LocalRun):
+        def run(self):
+            seen.append(self.cpu_share())
+
+    monkeypatch.setattr(L, "available_cpus", lambda: 8)
+    monkeypatch.setattr(executor, "LocalRun", Recording)
+    campaign = load_campaign(small_campaign(tmp_path, max_parallel=max_parallel))
+    L.LocalCampaign(campaign, tmp_path / "out").run()
+    assert seen == [share] * 4  # 4 cells, at most maxParallel at once

@@ -32,6 +32,7 @@ from denas.campaign import summary as CS
 from denas.campaign.report import build_report, write_report
 from denas.campaign.spec import Campaign, Cell, cell_manifest
 from denas.job import load_job
+from denas.local.executor import available_cpus
 
 STORE = "score-store"
 CELLS = "cells"
@@ -54,6 +55,7 @@ class LocalCampaign:
         self.on_progress = on_progress
         self.lock = threading.Lock()
         self.cell_status: dict[str, dict[str, Any] | None] = {}
+        self.cpus_per_cell: int | None = None
         previous = out / "status.json"
         self.conditions = json.loads(previous.read_text()).get("conditions", []) if previous.exists() else []
 
@@ -67,7 +69,11 @@ class LocalCampaign:
         for cell in cells:
             self.cell_status[cell.name] = self._read_cell_status(cell)
         self._save()
-        with ThreadPoolExecutor(max_workers=int(self.campaign.spec["maxParallel"])) as pool:
+        parallel = max(1, min(int(self.campaign.spec["maxParallel"]), len(cells)))
+        # the cells running at once share this machine's CPUs: each gets its part for its threads
+        # (two cells with a thread per core each run many times slower than one after the other)
+        self.cpus_per_cell = max(1, available_cpus() // parallel)
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
             list(pool.map(self._run_cell, cells))
         status = self._save()
         results = {}
@@ -106,6 +112,7 @@ class LocalCampaign:
             out=cell_dir,
             on_progress=progress,
             search_args=store + self.search_args,
+            cpus=self.cpus_per_cell,
         )
         self.cell_status[cell.name] = {"phase": "Pending"}
         self._save()

@@ -73,6 +73,9 @@ class LocalRun:
     status: dict[str, Any] = field(default_factory=dict)
     #: extra `denas search` arguments (a campaign passes its --score-store)
     search_args: list[str] = field(default_factory=list)
+    #: CPUs this run's processes share (a campaign gives each of its parallel cells a share, so
+    #: two cells never run twice as many threads as there are cores); default: all of this process's
+    cpus: int | None = None
 
     def __post_init__(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -84,6 +87,9 @@ class LocalRun:
         self.status["observedGeneration"] = self.job.manifest["metadata"].get("generation", 1)
         self.status.setdefault("startTime", st.now())
         self.status["resultRef"] = {"path": str((self.out / "result.json").resolve())}
+
+    def cpu_share(self) -> int:
+        return max(1, self.cpus) if self.cpus else available_cpus()
 
     # ----- status ---------------------------------------------------------------------------
     def condition(self, type_: str, ok: bool, reason: str, message: str = "") -> None:
@@ -166,7 +172,7 @@ class LocalRun:
             replicas = spec["search"]["replicas"]
             self.condition(st.SEARCH_RUNNING, True, "SearchStarted", f"{replicas} local search process(es)")
             port = free_port()
-            threads = max(1, available_cpus() // replicas)
+            threads = max(1, self.cpu_share() // replicas)
             procs = []
             for rank in range(replicas):
                 env = {
@@ -238,7 +244,7 @@ class LocalRun:
                 st.TRAINING_RUNNING, True, "TrainingStarted", f"{nnodes} node(s) x {nproc} process(es)"
             )
             port = free_port()
-            threads = max(1, available_cpus() // (nnodes * nproc))
+            threads = max(1, self.cpu_share() // (nnodes * nproc))
             train_args = [
                 str(self.job_file),
                 "--structure",
