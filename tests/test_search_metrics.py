@@ -58,9 +58,12 @@ def test_selection_runs_are_counted_by_status_and_the_rung_is_published():
     metrics = SearchMetrics()
     metrics.observe_selection({"status": "ok", "train_s": 0.5})
     metrics.observe_selection({"status": "failed", "train_s": 0.1})
+    # taken from a campaign's store: counted apart and not timed (nothing was trained here)
+    metrics.observe_selection({"status": "ok", "train_s": 0.0, "source": "store"})
     metrics.set_selection(rung=2, done=1, total=2)
     text = generate_latest(metrics.registry).decode()
     assert 'denas_search_selection_runs_total{status="ok"} 1.0' in text
     assert 'denas_search_selection_runs_total{status="failed"} 1.0' in text
+    assert 'denas_search_selection_runs_total{status="reused"} 1.0' in text
     assert "denas_search_selection_train_seconds_count 2.0" in text
     assert "denas_search_selection_rung 2.0" in text and "denas_search_selection_rung_done 1.0" in text

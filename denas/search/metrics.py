@@ -72,6 +72,9 @@ class SearchMetrics:
         self.generation.set(generation)
 
     def observe_selection(self, run: dict[str, Any]) -> None:
+        if run.get("source") == "store":  # trained by another cell of the campaign: no time here
+            self.selection_runs.labels(status="reused").inc()
+            return
         self.selection_runs.labels(status=run.get("status", "ok")).inc()
         if run.get("train_s") is not None:
             self.selection_seconds.observe(run["train_s"])
