@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import io
 import json
 import shutil
@@ -35,18 +34,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SAMPLE = ROOT / "deploy" / "samples" / "campaign-digits.yaml"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from campaign_sharing import cells  # noqa: E402  (the sample's cells, one expansion for both benchmarks)
+
 ARMS = ("own", "shared")
-
-
-def cells(seed: int) -> list[tuple[str, dict]]:
-    from denas.campaign.spec import campaign_cells, cell_spec, read_campaign
-
-    manifest = read_campaign(SAMPLE)
-    spec = copy.deepcopy(manifest["spec"])
-    spec["template"]["search"]["seed"] = seed
-    name = manifest["metadata"]["name"]
-    return [(c.name, cell_spec(name, spec, c)) for c in campaign_cells(name, spec)]
 
 
 def run_arm(seed: int, arm: str, store: Path, work: Path) -> dict:
@@ -57,7 +48,7 @@ def run_arm(seed: int, arm: str, store: Path, work: Path) -> dict:
 
     out: dict = {"seed": seed, "arm": arm, "cells": {}}
     started = time.monotonic()
-    for name, spec in cells(seed):
+    for name, _, spec in cells(seed, selection=True):
         config = SearchConfig.from_spec(spec)
         # own: a trainer without the store (each cell trains every run); shared: the default
         select = RunHandler(load_space(config), config) if arm == "own" else None

@@ -42,14 +42,19 @@ SAMPLE = ROOT / "deploy" / "samples" / "campaign-digits.yaml"
 ARMS = ("single", "perSlot")
 
 
-def cells(seed: int, streams: str) -> list[tuple[str, str, dict]]:
+def cells(seed: int, streams: str | None = None, selection: bool = False) -> list[tuple[str, str, dict]]:
+    """(job name, target, DeNASJob spec) of the sample's cells with ``seed``; ``streams``: the
+    template's randomStreams (None: the campaign's choice); ``selection``: keep the stage on
+    (benchmarks/campaign_selection.py) or turn it off (it does not change what the search scores)."""
     from denas.campaign.spec import campaign_cells, cell_spec, read_campaign
 
     manifest = read_campaign(SAMPLE)
     spec = copy.deepcopy(manifest["spec"])
     spec["template"]["search"]["seed"] = seed
-    spec["template"]["search"]["randomStreams"] = streams
-    spec["template"]["search"]["selection"] = {"enabled": False}
+    if streams is not None:
+        spec["template"]["search"]["randomStreams"] = streams
+    if not selection:
+        spec["template"]["search"]["selection"] = {"enabled": False}
     name = manifest["metadata"]["name"]
     return [(c.name, c.target, cell_spec(name, spec, c)) for c in campaign_cells(name, spec)]
 

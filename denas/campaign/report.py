@@ -21,34 +21,18 @@ from denas.status import SHARED_COUNTS
 log = logging.getLogger(__name__)
 
 
-def _front(points: list[dict]) -> list[dict]:
-    """Non-dominated points: DE-Score maximised, measured latency minimised."""
-    ok = [p for p in points if p.get("latency_ms") is not None and p.get("de_score") is not None]
-    front = [
-        p
-        for p in ok
-        if not any(
-            q["de_score"] >= p["de_score"]
-            and q["latency_ms"] <= p["latency_ms"]
-            and q is not p
-            and (q["de_score"], q["latency_ms"]) != (p["de_score"], p["latency_ms"])
-            for q in ok
-        )
-    ]
-    return sorted(front, key=lambda p: p["latency_ms"])
-
-
-def _selection_front(points: list[dict], higher_is_better: bool) -> list[dict]:
-    """Non-dominated (short-training metric, latency) points: the metric at its best, latency minimised."""
+def _front(points: list[dict], y: str = "de_score", higher_is_better: bool = True) -> list[dict]:
+    """Non-dominated points: ``y`` (DE-Score, or a short-training metric) at its best, measured
+    latency minimised."""
     sign = 1.0 if higher_is_better else -1.0
-    ok = [p for p in points if p.get("latency_ms") is not None and p.get("metric") is not None]
+    ok = [p for p in points if p.get("latency_ms") is not None and p.get(y) is not None]
     front = [
         p
         for p in ok
         if not any(
-            sign * q["metric"] >= sign * p["metric"]
+            sign * q[y] >= sign * p[y]
             and q["latency_ms"] <= p["latency_ms"]
-            and (sign * q["metric"], -q["latency_ms"]) != (sign * p["metric"], -p["latency_ms"])
+            and (q[y], q["latency_ms"]) != (p[y], p["latency_ms"])
             for q in ok
         )
     ]
@@ -133,7 +117,7 @@ def build_report(
     if trained:  # the cells ran the selection stage: the short-training metric vs latency, per target
         up = metric.get("higherIsBetter", True)
         report["selectionMetric"] = metric
-        report["selectionFronts"] = {t: _selection_front(list(p.values()), up) for t, p in trained.items()}
+        report["selectionFronts"] = {t: _front(list(p.values()), "metric", up) for t, p in trained.items()}
     return report
 
 

@@ -206,9 +206,7 @@ class Evaluator:
         if self.store is not None and hardware is not None:
             import torch
 
-            self.latency_store = ScoreStore(
-                self.store.root / LATENCY_DIR, wait_s=self.store.wait_s, stale_s=self.store.stale_s
-            )
+            self.latency_store = self.store.sub(LATENCY_DIR)
             same = {k: v for k, v in hardware.items() if k != "id"}  # "id": this host, not its kind
             settings = [config.score.get("latency") or {}, config.ipex, config.bf16, torch.get_num_threads()]
             self.latency_key = json.dumps(["latency", same, settings], sort_keys=True, default=str)

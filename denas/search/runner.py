@@ -137,13 +137,7 @@ def run_search(
     from denas.search.select_stage import RunHandler
 
     # short training of the selection stage, on every rank (runs shared through the campaign's store)
-    select = select or RunHandler(
-        space,
-        config,
-        store=ScoreStore(store.root / SELECTION_DIR, wait_s=store.wait_s, stale_s=store.stale_s)
-        if store
-        else None,
-    )
+    select = select or RunHandler(space, config, store=store.sub(SELECTION_DIR) if store else None)
     handlers = {"select": select}
     if world > 1:
         if rank == 0:

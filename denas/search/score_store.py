@@ -92,13 +92,18 @@ def scorer_identity(scorer: Any) -> str:
     return f"{target.__module__}:{target.__qualname__}"
 
 
+def _code_parts(packages: tuple[str, ...], modules: tuple[tuple[str, str], ...]) -> list[str]:
+    """The package version and digests of ``packages`` and single ``modules`` (package, file)."""
+    from denas import __version__
+
+    parts = [__version__, *(_package_digest(p) for p in packages)]
+    return parts + [_file_digest(str(resources.files(pkg) / name)) for pkg, name in modules]
+
+
 def scoring_code_version(scorer: Any = None) -> str:
     """A digest of the scoring code: denas.scores and denas.spaces, and the scorer's own module
     when it lives elsewhere (a plug-in scorer's edits must invalidate its records too)."""
-    from denas import __version__
-
-    parts = [__version__, *(_package_digest(p) for p in SCORING_PACKAGES)]
-    parts += [_file_digest(str(resources.files(pkg) / name)) for pkg, name in SCORING_MODULES]
+    parts = _code_parts(SCORING_PACKAGES, SCORING_MODULES)
     module = scorer_identity(scorer).partition(":")[0] if scorer is not None else "denas.scores"
     if not module.startswith("denas.scores"):
         import sys
@@ -119,10 +124,7 @@ TRAINING_MODULES = (("denas.search", "select_stage.py"), ("denas.search", "selec
 
 def training_code_version() -> str:
     """A digest of the code a selection run's metric depends on (edits there invalidate records)."""
-    from denas import __version__
-
-    parts = [__version__, *(_package_digest(p) for p in TRAINING_PACKAGES)]
-    parts += [_file_digest(str(resources.files(pkg) / name)) for pkg, name in TRAINING_MODULES]
+    parts = _code_parts(TRAINING_PACKAGES, TRAINING_MODULES)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -154,6 +156,12 @@ class ScoreStore:
         self._held: set[str] = set()  # the claims this process holds (the heartbeat touches them)
         self._lock = threading.Lock()
         self._beater: threading.Thread | None = None
+
+    def sub(self, name: str) -> ScoreStore:
+        """A store in the subfolder ``name`` (latency, selection runs) with this one's timings."""
+        return ScoreStore(
+            self.root / name, wait_s=self.wait_s, stale_s=self.stale_s, beat_s=self.beat_s, poll_s=self.poll_s
+        )
 
     @staticmethod
     def key(structure_hash: str, score_key: str, seed: int, provenance: ScoreProvenance) -> str:

@@ -210,7 +210,7 @@ class RunHandler:
         self.space, self.config = space, config
         self.trainer: ShortTrainer | None = None
         self.store = store
-        self._settings_key: str | None = None
+        self._key_parts: tuple[str, ScoreProvenance] | None = None  # settings, provenance: built once
 
     def get_trainer(self) -> ShortTrainer:
         if self.trainer is None:
@@ -218,7 +218,7 @@ class RunHandler:
         return self.trainer
 
     def run_key(self, item: dict) -> str:
-        if self._settings_key is None:
+        if self._key_parts is None:
             from denas.train import accel
 
             c, s = self.config, self.config.selection
@@ -233,9 +233,10 @@ class RunHandler:
                 "learningRate": s.learning_rate,
                 "computePath": path,
             }
-            self._settings_key = json.dumps(settings, sort_keys=True, default=str)
-        provenance = ScoreProvenance(f"{__name__}:ShortTrainer", training_code_version())
-        what = json.dumps([self._settings_key, item["epochs"]])
+            provenance = ScoreProvenance(f"{__name__}:ShortTrainer", training_code_version())
+            self._key_parts = (json.dumps(settings, sort_keys=True, default=str), provenance)
+        settings_key, provenance = self._key_parts
+        what = json.dumps([settings_key, item["epochs"]])
         return ScoreStore.key(item["hash"], what, self.config.seed, provenance)
 
     def __call__(self, item: dict) -> dict:

@@ -26,6 +26,13 @@ SELECTION_REUSED = Gauge(
     "Selection-stage runs a cell took from the campaign's store (trained by another cell).",
     LABELS,
 )
+#: status key -> the gauge that follows it
+COUNT_GAUGES = {
+    "scoresComputed": SCORES_COMPUTED,
+    "scoresReused": SCORES_REUSED,
+    "selectionRunsComputed": SELECTION_COMPUTED,
+    "selectionRunsReused": SELECTION_REUSED,
+}
 ERRORS = Counter("denas_campaign_reconcile_errors_total", "Campaign reconciles that got an API error.")
 CELL_PHASES = ("pending", "running", "succeeded", "failed")
 
@@ -34,10 +41,8 @@ def observe(namespace: str, name: str, status: Mapping[str, Any]) -> None:
     progress = status.get("progress") or {}
     for phase in CELL_PHASES:
         CELLS.labels(namespace, name, phase).set(progress.get(phase, 0))
-    SCORES_COMPUTED.labels(namespace, name).set(status.get("scoresComputed", 0))
-    SCORES_REUSED.labels(namespace, name).set(status.get("scoresReused", 0))
-    SELECTION_COMPUTED.labels(namespace, name).set(status.get("selectionRunsComputed", 0))
-    SELECTION_REUSED.labels(namespace, name).set(status.get("selectionRunsReused", 0))
+    for key, gauge in COUNT_GAUGES.items():
+        gauge.labels(namespace, name).set(status.get(key, 0))
 
 
 def forget(namespace: str, name: str) -> None:
@@ -46,7 +51,7 @@ def forget(namespace: str, name: str) -> None:
             CELLS.remove(namespace, name, phase)
         except KeyError:
             pass
-    for gauge in (SCORES_COMPUTED, SCORES_REUSED, SELECTION_COMPUTED, SELECTION_REUSED):
+    for gauge in COUNT_GAUGES.values():
         try:
             gauge.remove(namespace, name)
         except KeyError:
