@@ -152,3 +152,25 @@ def test_the_cells_running_at_once_share_the_cpus(tmp_path, monkeypatch, max_par
     campaign = load_campaign(small_campaign(tmp_path, max_parallel=max_parallel))
     L.LocalCampaign(campaign, tmp_path / "out").run()
     assert seen == [share] * 4  # 4 cells, at most maxParallel at once
+
+
+def test_a_folder_with_a_users_files_or_another_campaign_is_refused_untouched(tmp_path):
+    path = small_campaign(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.html").write_text("my own report")  # a name the campaign would write
+    (mine / "notes.txt").write_text("keep")
+    proc = run(str(path), "--out", str(mine), "--scorer", FAKE)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "not a DeNAS campaign folder" in proc.stderr and "notes.txt" in proc.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "report.html"]
+    assert (mine / "report.html").read_text() == "my own report"
+    # another campaign's folder: refused too, nothing written
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".denas-campaign.json").write_text(
+        json.dumps({"kind": "DeNASCampaignRun", "campaign": "elsewhere"})
+    )
+    proc = run(str(path), "--out", str(other), "--scorer", FAKE)
+    assert proc.returncode == 2 and "'elsewhere'" in proc.stderr
+    assert [p.name for p in other.iterdir()] == [".denas-campaign.json"]

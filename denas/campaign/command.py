@@ -34,7 +34,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from denas.campaign.local import LocalCampaign
+    from denas.campaign.local import CampaignDirError, LocalCampaign, prepare_campaign_dir
 
     try:
         campaign = load_campaign(args.job, engine=True)
@@ -48,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
             "choose a new --out directory",
             file=sys.stderr,
         )
+        return 2
+    try:
+        prepare_campaign_dir(out, campaign.name)
+    except CampaignDirError as exc:
+        print(f"denas run: {exc}", file=sys.stderr)
         return 2
     cells = campaign.cells()
     print(

@@ -36,6 +36,62 @@ from denas.local.executor import available_cpus
 
 STORE = "score-store"
 CELLS = "cells"
+#: the campaign folder's marker: whose folder it is (written before anything else)
+MARKER = ".denas-campaign.json"
+#: everything a local campaign writes at the top of its folder
+OWN_ENTRIES = (
+    MARKER,
+    MARKER + ".tmp",
+    "status.json",
+    "status.json.tmp",
+    "report.json",
+    "report.html",
+    "pareto.png",
+    CELLS,
+    STORE,
+)
+
+
+class CampaignDirError(Exception):
+    """The folder cannot hold this campaign; the message says why and what to do."""
+
+
+def prepare_campaign_dir(out: Path, name: str) -> None:
+    """Make ``out`` this campaign's folder, or raise CampaignDirError. A folder holding anything a
+    campaign does not write, or another campaign's marker, is refused: DeNAS never overwrites a
+    user's file (a report.html of theirs, say). A folder with only a campaign's entries and no
+    marker (written before the marker existed) is adopted."""
+    if out.exists() and not out.is_dir():
+        raise CampaignDirError(
+            f"--out {out} is a file, not a folder: give a folder path, e.g. --out runs/{name}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / MARKER
+    if marker.is_file() and not marker.is_symlink():
+        try:
+            owner = json.loads(marker.read_text()).get("campaign")
+        except (OSError, ValueError, AttributeError):
+            owner = None
+        if owner == name:
+            return
+        raise CampaignDirError(
+            f"--out {out} holds the campaign '{owner}', and this is campaign '{name}': a folder belongs to "
+            f"one campaign. Use another folder, e.g. --out runs/{name}"
+        )
+    foreign = sorted(e for e in os.listdir(out) if e not in OWN_ENTRIES or (out / e).is_symlink())
+    if foreign:
+        shown = ", ".join(foreign[:6]) + (f" and {len(foreign) - 6} more" if len(foreign) > 6 else "")
+        raise CampaignDirError(
+            f"--out {out} is not empty and is not a DeNAS campaign folder (no {MARKER}): it holds {shown}. "
+            f"DeNAS never deletes or overwrites files it did not write, so it will not run there. Give a new "
+            f"or empty folder, e.g. --out runs/{name}; to reuse this one, move its files away yourself."
+        )
+    tmp = out / (MARKER + ".tmp")
+    tmp.write_text(
+        json.dumps({"kind": "DeNASCampaignRun", "campaign": name, "ownEntries": list(OWN_ENTRIES)}) + "\n"
+    )
+    os.replace(tmp, marker)
+
 
 Progress = Callable[[str, str, dict[str, Any]], None]  # (cell, step, event)
 
