@@ -165,6 +165,12 @@ def test_a_folder_with_a_users_files_or_another_campaign_is_refused_untouched(tm
     assert "not a DeNAS campaign folder" in proc.stderr and "notes.txt" in proc.stderr
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "report.html"]
     assert (mine / "report.html").read_text() == "my own report"
+    # a lone file with a name the campaign writes is the user's too
+    (mine / "notes.txt").unlink()
+    proc = run(str(path), "--out", str(mine), "--scorer", FAKE)
+    assert proc.returncode == 2 and "report.html" in proc.stderr
+    assert [p.name for p in mine.iterdir()] == ["report.html"]
+    assert (mine / "report.html").read_text() == "my own report"
     # another campaign's folder: refused too, nothing written
     other = tmp_path / "other"
     other.mkdir()

@@ -56,11 +56,21 @@ class CampaignDirError(Exception):
     """The folder cannot hold this campaign; the message says why and what to do."""
 
 
+def _earlier_campaign_run(out: Path) -> bool:
+    """A folder a campaign wrote before it marked its folders: cells/ and a campaign status.json."""
+    try:
+        status = json.loads((out / "status.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (out / CELLS).is_dir() and isinstance(status, dict) and isinstance(status.get("cells"), list)
+
+
 def prepare_campaign_dir(out: Path, name: str) -> None:
     """Make ``out`` this campaign's folder, or raise CampaignDirError. A folder holding anything a
     campaign does not write, or another campaign's marker, is refused: DeNAS never overwrites a
-    user's file (a report.html of theirs, say). A folder with only a campaign's entries and no
-    marker (written before the marker existed) is adopted."""
+    user's file (a report.html of theirs, say). An unmarked folder is adopted only when it is a
+    campaign run from before the marker: only a campaign's entries, with cells/ and a campaign
+    status.json among them."""
     if out.exists() and not out.is_dir():
         raise CampaignDirError(
             f"--out {out} is a file, not a folder: give a folder path, e.g. --out runs/{name}"
@@ -78,7 +88,10 @@ def prepare_campaign_dir(out: Path, name: str) -> None:
             f"--out {out} holds the campaign '{owner}', and this is campaign '{name}': a folder belongs to "
             f"one campaign. Use another folder, e.g. --out runs/{name}"
         )
-    foreign = sorted(e for e in os.listdir(out) if e not in OWN_ENTRIES or (out / e).is_symlink())
+    entries = os.listdir(out)
+    foreign = sorted(e for e in entries if e not in OWN_ENTRIES or (out / e).is_symlink())
+    if entries and not foreign and not _earlier_campaign_run(out):
+        foreign = sorted(entries)  # e.g. a report.html of the user's own: never written over
     if foreign:
         shown = ", ".join(foreign[:6]) + (f" and {len(foreign) - 6} more" if len(foreign) > 6 else "")
         raise CampaignDirError(
